@@ -253,6 +253,26 @@ class RegistryClient:
         """True if ``repo`` holds the blob ``digest``."""
         return await self._blob_exists(repo, digest, scope_for(repo))
 
+    async def blob_size(self, repo: str, digest: str) -> int:
+        """The size of blob ``digest`` in ``repo`` (HEAD); ``ImageNotFound`` when absent."""
+        validate_repository(repo)
+        validate_digest(digest)
+        async with self._t.stream(
+            "HEAD",
+            self._t.url(f"/v2/{repo}/blobs/{digest}"),
+            scope=scope_for(repo),
+            subject=self._blob(repo, digest),
+        ) as response:
+            length = response.headers.get("content-length", "")
+        if not length.isdigit():
+            raise RegistryResponseError(
+                f"{self._blob(repo, digest)}: HEAD answered without Content-Length",
+                status=200,
+                code=None,
+                registry=self.registry,
+            )
+        return int(length)
+
     async def fetch_blob(self, repo: str, digest: str, *, size: int | None = None) -> Path:
         """Download a blob into the cache (once) and return its path there.
 
