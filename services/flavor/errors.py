@@ -13,16 +13,18 @@ type schematic.Schematic`` for an unknown field).
 
 from __future__ import annotations
 
+from image_service.errors import InvalidInput, NotFound, ServiceError
+
 __all__ = ["FlavorError", "FlavorNotFound", "InvalidFlavor"]
 
 
-class FlavorError(Exception):
+class FlavorError(ServiceError):
     """Base class of the flavor package's errors."""
 
 
-class InvalidFlavor(FlavorError):
+class InvalidFlavor(FlavorError, InvalidInput):
     """The flavor document is malformed or uses a feature that is not allowed."""
 
 
-class FlavorNotFound(FlavorError):
+class FlavorNotFound(FlavorError, NotFound):
     """No flavor is stored under the given ID."""

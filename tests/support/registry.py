@@ -74,7 +74,9 @@ class LocalRegistry:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"docker-registry exited early; see {self.root / 'registry.log'}")
+                raise RuntimeError(
+                    f"docker-registry exited early; see {self.root / 'registry.log'}"
+                )
             try:
                 if httpx.get(f"{self.url}/v2/", timeout=1.0).status_code == 200:
                     return

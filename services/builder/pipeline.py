@@ -1,0 +1,204 @@
+"""From (flavor ID, version, path) to a stored asset: the builder's pipeline.
+
+Steps, in upstream's processing order (reference/api.md §6.1):
+
+1. load the flavor (404 ``schematic ID "<id>" not found``), parse the version (400) and check it
+   is offered (404), parse the path (400, ``paths``);
+2. *enhance*: apply the flavor to the asset request with the version's ``Quirks`` — checks that
+   hold for every kind (overlay, embedded config, Secure Boot) and the kind's own inputs
+   (``Profile``);
+3. *resolve inputs*: tags to digests (the imager image, each extension for the target arch), so
+   the build key changes whenever an input is re-tagged;
+4. build key = sha256 of the profile, the input digests and the errata salts;
+5. ``Scheduler.get_or_build`` answers from the cache or runs the kind's assembler once.
+
+Assemblers live in ``assets``; this module only plans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+
+from image_service.errors import Unavailable
+from image_service.oci import Platform, RegistryClient, RegistryError
+from image_service.versions import Version
+from services.builder.assets import Assembler, AssetInputs, ExtensionInput
+from services.builder.catalogs import Peers
+from services.builder.downloads import content_type
+from services.builder.errors import InvalidProfile, KindNotBuilt
+from services.builder.paths import AssetKind, AssetRequest, parse_path
+from services.builder.quirks import Quirks, quirks_for
+from services.builder.scheduler import Built, Scheduler
+from services.flavor.model import Flavor
+
+__all__ = ["ERRATA_SALTS", "IMAGER_REPO", "BuildResult", "Pipeline", "Profile"]
+
+IMAGER_REPO = "siderolabs/imager"
+
+# Appended to every build key; add a line when a fixed bug must invalidate cached assets.
+ERRATA_SALTS: tuple[str, ...] = ("image-service initramfs layout v1",)
+
+BUILT_KINDS = frozenset({AssetKind.KERNEL, AssetKind.CMDLINE, AssetKind.INITRAMFS})
+
+Progress = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything about the asset that does not come from a registry (hashed into the key)."""
+
+    kind: str
+    platform: str
+    arch: str
+    secureboot: bool
+    version: str
+    flavor_id: str = ""  # only for kinds that embed the flavor (the schematic extension)
+    extensions: tuple[str, ...] = ()
+    extra_kernel_args: tuple[str, ...] = ()
+    meta: tuple[tuple[int, str], ...] = ()
+    external_url: str = ""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    request: AssetRequest
+    built: Built
+    filename: str
+    content_type: str
+
+
+@dataclass
+class _Plan:
+    profile: Profile
+    inputs: AssetInputs
+    key_material: dict[str, object] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        peers: Peers,
+        release: RegistryClient,
+        scheduler: Scheduler,
+        assembler: Assembler,
+        external_url: str,
+        secureboot_enabled: bool,
+    ) -> None:
+        self._peers = peers
+        self._release = release
+        self._scheduler = scheduler
+        self._assembler = assembler
+        self._external_url = external_url
+        self._secureboot = secureboot_enabled
+
+    async def build(
+        self, flavor_id: str, version_text: str, path: str, progress: Progress
+    ) -> BuildResult:
+        flavor, canonical = await self._peers.flavor(flavor_id)
+        version = await self._peers.version(version_text)
+        request = parse_path(path)
+        quirks = quirks_for(version)
+        self._check_common(request, flavor, version, quirks)
+        if request.kind not in BUILT_KINDS:
+            raise KindNotBuilt(str(request.kind))
+        progress("resolving", "resolving inputs")
+        plan = await self._plan(
+            request,
+            flavor_id=flavor_id,
+            flavor=flavor,
+            canonical=canonical,
+            version=version,
+            quirks=quirks,
+        )
+        key = _build_key(plan)
+        progress("building", f"build key {key}")
+        built = await self._scheduler.get_or_build(
+            key, str(request.kind), lambda work: self._assembler.assemble(plan.inputs, work)
+        )
+        return BuildResult(request, built, path, content_type(path))
+
+    def _check_common(
+        self, request: AssetRequest, flavor: Flavor, version: Version, quirks: Quirks
+    ) -> None:
+        overlay = flavor.overlay
+        if (overlay.name or overlay.image) and not quirks.supports_overlays:
+            raise InvalidProfile.overlay_unsupported(version)
+        boot_files_only = request.kind in (AssetKind.KERNEL, AssetKind.CMDLINE)
+        config = flavor.customization.embedded_machine_configuration
+        if config and not boot_files_only and not quirks.embedded_config:
+            raise InvalidProfile.embedded_config_unsupported(version)
+        if request.secureboot and not self._secureboot:
+            raise InvalidProfile.secureboot_disabled()
+
+    async def _plan(
+        self,
+        request: AssetRequest,
+        *,
+        flavor_id: str,
+        flavor: Flavor,
+        canonical: bytes,
+        version: Version,
+        quirks: Quirks,
+    ) -> _Plan:
+        custom = flavor.customization
+        imager = await self._manifest_digest(IMAGER_REPO, version.tag, None)
+        profile = Profile(
+            kind=str(request.kind),
+            platform=request.platform,
+            arch=str(request.arch),
+            secureboot=request.secureboot,
+            version=str(version),
+        )
+        extensions: list[ExtensionInput] = []
+        if request.kind is AssetKind.CMDLINE:
+            profile = replace(
+                profile,
+                extra_kernel_args=custom.extra_kernel_args,
+                meta=tuple((m.key, m.value) for m in custom.meta),
+            )
+        elif request.kind is AssetKind.INITRAMFS:
+            resolved = await self._peers.extensions(version, custom.system_extensions)
+            platform = Platform("linux", str(request.arch))
+            for ext in resolved:
+                digest = await self._manifest_digest(ext.repository, ext.digest, platform)
+                extensions.append(ExtensionInput(ext.name, ext.repository, digest))
+            profile = replace(
+                profile,
+                flavor_id=flavor_id,
+                extensions=tuple(f"{e.name}@{e.manifest_digest}" for e in extensions),
+                external_url=self._external_url,
+            )
+        inputs = AssetInputs(
+            request=request,
+            version=version,
+            quirks=quirks,
+            imager_digest=imager,
+            extensions=tuple(extensions),
+            flavor_id=flavor_id,
+            canonical_flavor=canonical,
+            extra_kernel_args=profile.extra_kernel_args,
+            meta=profile.meta,
+            external_url=self._external_url,
+        )
+        material: dict[str, object] = {
+            "profile": asdict(profile),
+            "imager": imager,
+            "salts": list(ERRATA_SALTS),
+        }
+        return _Plan(profile, inputs, material)
+
+    async def _manifest_digest(self, repo: str, reference: str, platform: Platform | None) -> str:
+        try:
+            fetched = await self._release.get_manifest(repo, reference, platform=platform)
+        except RegistryError as exc:
+            raise Unavailable(f"cannot resolve {self._release.registry}/{repo}: {exc}") from exc
+        return fetched.digest
+
+
+def _build_key(plan: _Plan) -> str:
+    text = json.dumps(plan.key_material, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

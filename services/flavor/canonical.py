@@ -1,0 +1,71 @@
+"""Canonical YAML of a flavor and its ID (``schematic.md`` §4, §5).
+
+``canonical_yaml`` turns a :class:`~services.flavor.model.Flavor` into the exact bytes upstream's
+``yaml.Marshal`` produces for the same schematic: fields in struct order, empty values omitted
+the way Go's ``omitempty`` does (``customization`` is always present, ``overlay.image`` and
+``overlay.name`` always present once ``overlay`` is), then laid out by the go-yaml compatible
+emitter. ``flavor_id`` is the lowercase hex sha256 of those bytes.
+
+The emitter itself is exposed as :func:`emit_mapping` (ordered ``(key, value)`` pairs in, YAML
+text out) so other documents upstream writes with the same library, such as the virtual
+extension's ``manifest.yaml``, come out byte-identical too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from services.flavor._emitter import EmitKey, EmitValue, emit_mapping
+from services.flavor.model import Bootloader, Customization, Flavor, Overlay
+
+__all__ = ["EmitKey", "EmitValue", "canonical_yaml", "emit_mapping", "flavor_id"]
+
+
+def _overlay(overlay: Overlay) -> dict[EmitKey, EmitValue] | None:
+    if not (overlay.image or overlay.name or len(overlay.options)):
+        return None
+    out: dict[EmitKey, EmitValue] = {"image": overlay.image, "name": overlay.name}
+    if len(overlay.options):
+        out["options"] = overlay.options
+    return out
+
+
+def _customization(custom: Customization) -> dict[EmitKey, EmitValue]:
+    out: dict[EmitKey, EmitValue] = {}
+    if custom.embedded_machine_configuration:
+        out["embeddedMachineConfiguration"] = custom.embedded_machine_configuration
+    if custom.extra_kernel_args:
+        out["extraKernelArgs"] = list(custom.extra_kernel_args)
+    if custom.meta:
+        out["meta"] = [{"key": item.key, "value": item.value} for item in custom.meta]
+    if custom.system_extensions:
+        out["systemExtensions"] = {"officialExtensions": list(custom.system_extensions)}
+    if custom.bootloader is not Bootloader.NONE:
+        out["bootloader"] = custom.bootloader.value
+    secureboot: dict[EmitKey, EmitValue] = {}
+    if custom.secureboot.enroll_keys:
+        secureboot["enrollKeys"] = custom.secureboot.enroll_keys
+    if custom.secureboot.include_well_known_certificates:
+        secureboot["includeWellKnownCertificates"] = True
+    if secureboot:
+        out["secureboot"] = secureboot
+    if custom.disk_image.sector_size:
+        out["diskImage"] = {"sectorSize": custom.disk_image.sector_size}
+    return out
+
+
+def canonical_yaml(flavor: Flavor) -> bytes:
+    """The canonical UTF-8 YAML of ``flavor``; equal flavors always give equal bytes."""
+    items: list[tuple[EmitKey, EmitValue]] = []
+    if flavor.owner:
+        items.append(("owner", flavor.owner))
+    overlay = _overlay(flavor.overlay)
+    if overlay is not None:
+        items.append(("overlay", overlay))
+    items.append(("customization", _customization(flavor.customization)))
+    return emit_mapping(items).encode("utf-8")
+
+
+def flavor_id(canonical: bytes) -> str:
+    """The flavor ID: lowercase hex sha256 of the canonical bytes."""
+    return hashlib.sha256(canonical).hexdigest()

@@ -1,0 +1,62 @@
+"""The gRPC FlavorService: decode → canonicalize → ID → store, and lookups by ID.
+
+Decoding and canonicalization are pure (``decode``, ``canonical``) and run in a worker thread so
+a large document never stalls the event loop; storage is whatever ``BlobStore`` the composition
+root passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc.aio
+
+from image_service.errors import TooLarge
+from image_service.proto import flavor_pb2, flavor_pb2_grpc
+from image_service.rpc import handler
+from services.flavor.canonical import canonical_yaml, flavor_id
+from services.flavor.decode import decode_flavor
+from services.flavor.storage import FlavorStore
+
+__all__ = ["FlavorServicer", "canonicalize"]
+
+log = logging.getLogger(__name__)
+
+
+def canonicalize(document: bytes) -> tuple[str, bytes]:
+    """Decode a YAML/JSON document and return (ID, canonical YAML)."""
+    canonical = canonical_yaml(decode_flavor(document))
+    return flavor_id(canonical), canonical
+
+
+class FlavorServicer(flavor_pb2_grpc.FlavorServiceServicer):
+    def __init__(self, store: FlavorStore, *, max_document_bytes: int) -> None:
+        self._store = store
+        self._max = max_document_bytes
+
+    @handler
+    async def CreateFlavor(
+        self,
+        request: flavor_pb2.CreateFlavorRequest,
+        context: grpc.aio.ServicerContext[
+            flavor_pb2.CreateFlavorRequest, flavor_pb2.CreateFlavorResponse
+        ],
+    ) -> flavor_pb2.CreateFlavorResponse:
+        if len(request.document) > self._max:
+            raise TooLarge(f"flavor document is larger than {self._max} bytes")
+        fid, canonical = await asyncio.to_thread(canonicalize, request.document)
+        created = await self._store.put(fid, canonical)
+        log.info("flavor %s %s", fid, "created" if created else "already stored")
+        return flavor_pb2.CreateFlavorResponse(id=fid, canonical_yaml=canonical, created=created)
+
+    @handler
+    async def GetFlavor(
+        self,
+        request: flavor_pb2.GetFlavorRequest,
+        context: grpc.aio.ServicerContext[
+            flavor_pb2.GetFlavorRequest, flavor_pb2.GetFlavorResponse
+        ],
+    ) -> flavor_pb2.GetFlavorResponse:
+        canonical = await self._store.get(request.id)
+        return flavor_pb2.GetFlavorResponse(id=request.id, canonical_yaml=canonical)
