@@ -29,7 +29,7 @@ from services.flavor._scalars import (
 )
 from services.flavor.model import OptionMap, Timestamp
 
-__all__ = ["EmitKey", "EmitValue", "emit_mapping"]
+__all__ = ["EmitKey", "EmitValue", "OutputTooLarge", "emit_mapping"]
 
 EmitKey: TypeAlias = str | int | float | bool | Timestamp | None
 EmitValue: TypeAlias = (
@@ -47,6 +47,10 @@ EmitValue: TypeAlias = (
 
 _BEST_INDENT = 4
 _MAX_SIMPLE_KEY_BYTES = 128
+
+
+class OutputTooLarge(ValueError):
+    """The document would exceed the caller's size limit (deep nesting multiplies indentation)."""
 
 
 def _child_indent(indent: int) -> int:
@@ -75,8 +79,10 @@ def _entries(value: Mapping[EmitKey, EmitValue] | OptionMap) -> list[tuple[EmitK
 class _Writer:
     """The output buffer plus the three bits of libyaml emitter state layout depends on."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_chars: int | None) -> None:
         self._parts: list[str] = []
+        self._size = 0
+        self._max_chars = max_chars
         self._column = 0
         self._indention = True  # only indentation written on the current line so far
         self._whitespace = True  # the last character written was whitespace
@@ -84,12 +90,18 @@ class _Writer:
     def text(self) -> str:
         return "".join(self._parts)
 
-    def _put(self, text: str) -> None:
+    def _append(self, text: str) -> None:
         self._parts.append(text)
+        self._size += len(text)
+        if self._max_chars is not None and self._size > self._max_chars:
+            raise OutputTooLarge(f"the document is longer than {self._max_chars} characters")
+
+    def _put(self, text: str) -> None:
+        self._append(text)
         self._column += len(text)
 
     def _put_break(self) -> None:
-        self._parts.append("\n")
+        self._append("\n")
         self._column = 0
         self._indention = True
 
@@ -140,7 +152,7 @@ class _Writer:
             text[: text.index("\n")], need_whitespace=True, is_whitespace=False, is_indention=False
         )
         self._put_break()
-        self._parts.append(text[text.index("\n") + 1 :])
+        self._append(text[text.index("\n") + 1 :])
         self._whitespace = True
         if at_line_start:
             self._column, self._indention = 0, True
@@ -194,18 +206,21 @@ def _check_key(key: EmitKey) -> None:
         raise ValueError(f"mapping key {key[:40]!r}... is too long or spans lines")
 
 
-def emit_mapping(items: Iterable[tuple[EmitKey, EmitValue]]) -> str:
+def emit_mapping(
+    items: Iterable[tuple[EmitKey, EmitValue]], *, max_chars: int | None = None
+) -> str:
     """A YAML document holding one block mapping of ``items``, in the given order.
 
     The text has no ``---``/``...`` markers and ends with exactly one line feed (or with the
     last literal block's own line breaks). Nested mappings, sequences and multi-line strings
     (written as literal blocks when they can be) are laid out like go-yaml's encoder with
-    ``SetIndent(4)``.
+    ``SetIndent(4)``. Raises :class:`OutputTooLarge` as soon as the text would exceed
+    ``max_chars``.
     """
     entries = list(items)
     if not entries:
         return "{}\n"
-    writer = _Writer()
+    writer = _Writer(max_chars)
     writer.mapping(entries, 0)
     writer.write_indent(0)  # document end: finish the last line
     return writer.text()

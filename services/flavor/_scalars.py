@@ -170,11 +170,12 @@ def render_double(value: str) -> str:
     """A double-quoted scalar with libyaml's escapes (uppercase hex)."""
     out = ['"']
     for ch in value:
-        if ch in _SIMPLE_ESCAPES:
-            out.append("\\" + _SIMPLE_ESCAPES[ch])
-        elif not _printable(ch) or ch in BREAKS:
+        # Only these are escaped; U+00A0 has a short escape too but is printable, so stays raw.
+        if ch in '"\\' or ch in BREAKS or not _printable(ch):
             code = ord(ch)
-            if code <= 0xFF:
+            if ch in _SIMPLE_ESCAPES:
+                out.append("\\" + _SIMPLE_ESCAPES[ch])
+            elif code <= 0xFF:
                 out.append(f"\\x{code:02X}")
             elif code <= 0xFFFF:
                 out.append(f"\\u{code:04X}")

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 
-from services.flavor._emitter import EmitKey, EmitValue, emit_mapping
+from services.flavor._emitter import EmitKey, EmitValue, OutputTooLarge, emit_mapping
+from services.flavor.errors import InvalidFlavor
 from services.flavor.model import Bootloader, Customization, Flavor, Overlay
 
-__all__ = ["EmitKey", "EmitValue", "canonical_yaml", "emit_mapping", "flavor_id"]
+__all__ = ["EmitKey", "EmitValue", "OutputTooLarge", "canonical_yaml", "emit_mapping", "flavor_id"]
 
 
 def _overlay(overlay: Overlay) -> dict[EmitKey, EmitValue] | None:
@@ -54,8 +55,13 @@ def _customization(custom: Customization) -> dict[EmitKey, EmitValue]:
     return out
 
 
-def canonical_yaml(flavor: Flavor) -> bytes:
-    """The canonical UTF-8 YAML of ``flavor``; equal flavors always give equal bytes."""
+def canonical_yaml(flavor: Flavor, *, max_bytes: int | None = None) -> bytes:
+    """The canonical UTF-8 YAML of ``flavor``; equal flavors always give equal bytes.
+
+    Deeply nested ``overlay.options`` multiply indentation, so a small document can have a
+    large canonical form. With ``max_bytes`` (the store's limit), a longer result raises
+    :class:`~services.flavor.errors.InvalidFlavor` before it is built in full.
+    """
     items: list[tuple[EmitKey, EmitValue]] = []
     if flavor.owner:
         items.append(("owner", flavor.owner))
@@ -63,7 +69,14 @@ def canonical_yaml(flavor: Flavor) -> bytes:
     if overlay is not None:
         items.append(("overlay", overlay))
     items.append(("customization", _customization(flavor.customization)))
-    return emit_mapping(items).encode("utf-8")
+    too_large = InvalidFlavor(f"the canonical form of this flavor is larger than {max_bytes} bytes")
+    try:
+        canonical = emit_mapping(items, max_chars=max_bytes).encode("utf-8")
+    except OutputTooLarge as exc:
+        raise too_large from exc
+    if max_bytes is not None and len(canonical) > max_bytes:
+        raise too_large
+    return canonical
 
 
 def flavor_id(canonical: bytes) -> str:

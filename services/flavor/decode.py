@@ -80,7 +80,7 @@ class _Nothing:
     """go-yaml's ``good == false``: the target keeps its zero value (an error may be recorded)."""
 
 
-NOTHING: Final = _Nothing()
+_NOTHING: Final = _Nothing()
 
 
 class _Fatal(Exception):
@@ -163,7 +163,8 @@ class _Decoder:
     """go-yaml's constructor over :class:`Node` trees, for the flavor schema."""
 
     def __init__(self) -> None:
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # the first _MAX_ERRORS construct errors
+        self.error_count = 0
         self._constructs = 0
         self._aliased = 0
         self._alias_depth = 0
@@ -173,14 +174,21 @@ class _Decoder:
 
     # -- generic machinery --------------------------------------------------------------------
 
+    def error(self, line: int, message: str) -> None:
+        """Record a construct error; decoding goes on to find the others, as in go-yaml."""
+        self.error_count += 1
+        if len(self.errors) < _MAX_ERRORS:
+            self.errors.append(f"line {line}: {message}")
+
     def terror(self, node: Node, target: str) -> None:
+        """go-yaml's type error: the node's tag and (shortened) text, and the Go target type."""
         tag = _node_tag(node)
         text = ""
         if tag not in (SEQ, MAP):
             raw = node.value.encode("utf-8")
             shown = raw[:7].decode("utf-8", "replace") + "..." if len(raw) > 10 else node.value
             text = f" `{shown}`"
-        self.errors.append(f"line {node.line}: cannot unmarshal {tag}{text} into {target}")
+        self.error(node.line, f"cannot unmarshal {tag}{text} into {target}")
 
     def construct(self, node: Node, build: Callable[[_Decoder, Node], T]) -> T | _Nothing:
         self._constructs += 1
@@ -195,7 +203,7 @@ class _Decoder:
             if self._depth > MAX_DEPTH:
                 raise _Fatal(f"line {node.line}: document nests deeper than {MAX_DEPTH} levels")
             if node.kind is NodeKind.MAPPING and not self._unique_keys(node):
-                return NOTHING
+                return _NOTHING
             return build(self, node)
         finally:
             self._depth -= 1
@@ -241,13 +249,14 @@ class _Decoder:
             ident = (key.kind, key.value)
             group = groups[ident]
             position = seen[ident] = seen.get(ident, -1) + 1
-            for later in group[position + 1 :]:
-                if len(self.errors) >= _MAX_ERRORS:
-                    return False
-                self.errors.append(
-                    f"line {keys[later].line}: mapping key {_go_quote(key.value)} "
-                    f"already defined at line {key.line}"
-                )
+            if len(group) - position > 1 and len(self.errors) < _MAX_ERRORS:
+                for later in group[position + 1 : position + 1 + _MAX_ERRORS]:
+                    message = (
+                        f"mapping key {_go_quote(key.value)} already defined at line {key.line}"
+                    )
+                    self.error(keys[later].line, message)
+            else:
+                self.error_count += len(group) - position - 1
         return False
 
     def scalar(self, node: Node) -> Resolved:
@@ -266,36 +275,36 @@ class _Decoder:
     def string(self, node: Node) -> str | _Nothing:
         if node.kind is not NodeKind.SCALAR:
             self.terror(node, "string")
-            return NOTHING
+            return _NOTHING
         resolved = self.scalar(node)
         if resolved.tag == NULL:
-            return NOTHING
+            return _NOTHING
         if resolved.tag == TIMESTAMP and _policy.timestamp_into_string_is_error():
             self.terror(node, "string")
-            return NOTHING
+            return _NOTHING
         return node.value  # the raw text, whatever it resolved to
 
     def unsigned(self, node: Node, bits: int, go_name: str) -> int | _Nothing:
         if node.kind is not NodeKind.SCALAR:
             self.terror(node, go_name)
-            return NOTHING
+            return _NOTHING
         resolved = self.scalar(node)
         if resolved.tag == NULL:
-            return NOTHING
+            return _NOTHING
         value = resolved.value
         # Integers only: go-yaml would also take an integral float, the spec says reject.
         if resolved.tag == INT and isinstance(value, int) and 0 <= value < (1 << bits):
             return value
         self.terror(node, go_name)
-        return NOTHING
+        return _NOTHING
 
     def boolean(self, node: Node) -> bool | _Nothing:
         if node.kind is not NodeKind.SCALAR:
             self.terror(node, "bool")
-            return NOTHING
+            return _NOTHING
         resolved = self.scalar(node)
         if resolved.tag == NULL:
-            return NOTHING
+            return _NOTHING
         if resolved.tag == BOOL and isinstance(resolved.value, bool):
             return resolved.value
         if isinstance(resolved.value, str) and resolved.tag != TIMESTAMP:
@@ -305,22 +314,22 @@ class _Decoder:
             if resolved.value in ("n", "N", "no", "No", "NO", "off", "Off", "OFF"):
                 return False
         self.terror(node, "bool")
-        return NOTHING
+        return _NOTHING
 
     def bootloader(self, node: Node) -> Bootloader | _Nothing:
         if node.kind is not NodeKind.SCALAR:
             self.terror(node, "schematic.BootloaderKind")
-            return NOTHING
+            return _NOTHING
         if self.scalar(node).tag == NULL:
-            return NOTHING
+            return _NOTHING
         text = node.value
         for candidate in (text, text.lower()):
             try:
                 return Bootloader(candidate)
             except ValueError:
                 continue
-        self.errors.append(f"line {node.line}: {text} does not belong to BootloaderKind values")
-        return NOTHING
+        self.error(node.line, f"{text} does not belong to BootloaderKind values")
+        return _NOTHING
 
     def sequence(
         self, node: Node, item: Callable[[_Decoder, Node], T], go_name: str
@@ -331,14 +340,14 @@ class _Decoder:
         if node.kind is NodeKind.SCALAR and self.scalar(node).tag == NULL:
             return ()
         self.terror(node, go_name)
-        return NOTHING
+        return _NOTHING
 
     def struct(self, node: Node, spec: _Struct) -> object:
         if node.kind is not NodeKind.MAPPING:
             if node.kind is NodeKind.SCALAR and self.scalar(node).tag == NULL:
-                return NOTHING
+                return _NOTHING
             self.terror(node, spec.go_name)
-            return NOTHING
+            return _NOTHING
         values: dict[str, Any] = {}
         done: set[str] = set()
         for key, value in zip(node.children[::2], node.children[1::2], strict=True):
@@ -349,14 +358,10 @@ class _Decoder:
                 continue
             build = spec.fields.get(name)
             if build is None:
-                self.errors.append(
-                    f"line {key.line}: field {name} not found in type {spec.go_name}"
-                )
+                self.error(key.line, f"field {name} not found in type {spec.go_name}")
                 continue
             if name in done:
-                self.errors.append(
-                    f"line {key.line}: field {name} already set in type {spec.go_name}"
-                )
+                self.error(key.line, f"field {name} already set in type {spec.go_name}")
                 continue
             done.add(name)
             result = self.construct(value, build)
@@ -372,7 +377,7 @@ class _Decoder:
             if node.kind is NodeKind.SCALAR and self.scalar(node).tag == NULL:
                 return OptionMap()
             self.terror(node, "map[string]interface {}")
-            return NOTHING
+            return _NOTHING
         return self._option_map(node, string_keys=True)
 
     def _option_map(self, node: Node, *, string_keys: bool) -> OptionMap:
@@ -515,10 +520,10 @@ def decode_flavor(data: bytes, *, allow_owner: bool = False) -> Flavor:
         raise InvalidFlavor(f"yaml: {exc}") from None
     except RecursionError as exc:  # a guard; MAX_DEPTH keeps recursion far below the limit
         raise InvalidFlavor("yaml: document is nested too deeply") from exc
-    if decoder.errors:
-        shown = decoder.errors[:_MAX_ERRORS]
-        if len(decoder.errors) > _MAX_ERRORS:
-            shown.append(f"... ({len(decoder.errors) - _MAX_ERRORS} more errors not shown)")
+    if decoder.error_count:
+        shown = list(decoder.errors)
+        if decoder.error_count > len(shown):
+            shown.append(f"... ({decoder.error_count - len(shown)} more errors not shown)")
         raise InvalidFlavor("yaml: construct errors: " + "; ".join(shown))
     flavor = result if isinstance(result, Flavor) else Flavor()
     if flavor.owner and not allow_owner:

@@ -91,13 +91,21 @@ def option_identity(value: object) -> tuple[object, ...]:
     raise TypeError(f"unsupported overlay option value of type {type(value).__name__}")
 
 
-def _check_scalar(value: object) -> None:
-    if (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and not _MIN_INT64 <= value <= _MAX_UINT64
+def _check_value(value: object, *, key: bool = False) -> None:
+    """Refuse what YAML options cannot hold; nested maps were checked when they were built."""
+    if isinstance(value, tuple) and not key:
+        for item in value:
+            _check_value(item)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not _MIN_INT64 <= value <= _MAX_UINT64:
+            raise ValueError(f"overlay option integer {value} is outside the int64/uint64 range")
+    elif not (
+        value is None
+        or isinstance(value, str | float | bool | Timestamp)
+        or (isinstance(value, OptionMap) and not key)
     ):
-        raise ValueError(f"overlay option integer {value} is outside the int64/uint64 range")
+        kind = "key" if key else "value"
+        raise TypeError(f"unsupported overlay option {kind} of type {type(value).__name__}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,9 +118,8 @@ class OptionMap:
         seen: dict[tuple[object, ...], OptionKey] = {}
         values: dict[tuple[object, ...], OptionValue] = {}
         for key, value in self.entries:
-            option_identity(value)  # type check, raises on foreign types
-            _check_scalar(value)
-            _check_scalar(key)
+            _check_value(key, key=True)
+            _check_value(value)
             strict = option_identity(key)
             if strict in seen:
                 raise ValueError(f"duplicate overlay option key {key!r}")

@@ -15,9 +15,10 @@ import grpc.aio
 from image_service.errors import TooLarge
 from image_service.proto import flavor_pb2, flavor_pb2_grpc
 from image_service.rpc import handler
-from services.flavor.canonical import canonical_yaml, flavor_id
+from services.flavor.canonical import OutputTooLarge, canonical_yaml, flavor_id
 from services.flavor.decode import decode_flavor
-from services.flavor.storage import FlavorStore
+from services.flavor.errors import InvalidFlavor
+from services.flavor.storage import MAX_FLAVOR_BYTES, FlavorStore
 
 __all__ = ["FlavorServicer", "canonicalize"]
 
@@ -25,8 +26,23 @@ log = logging.getLogger(__name__)
 
 
 def canonicalize(document: bytes) -> tuple[str, bytes]:
-    """Decode a YAML/JSON document and return (ID, canonical YAML)."""
-    canonical = canonical_yaml(decode_flavor(document))
+    """Decode a YAML/JSON document and return (ID, canonical YAML).
+
+    The canonical text is decoded once more: upstream's emitter writes a few rare documents it
+    cannot read back (see ``services/flavor/_policy.py``), and a stored flavor that cannot be
+    decoded would only fail later, at build time. Such documents are refused here instead.
+    """
+    flavor = decode_flavor(document)
+    try:
+        canonical = canonical_yaml(flavor, max_bytes=MAX_FLAVOR_BYTES)
+    except OutputTooLarge:
+        raise InvalidFlavor(
+            f"the canonical form of this flavor would exceed {MAX_FLAVOR_BYTES} bytes"
+        ) from None
+    try:
+        decode_flavor(canonical)  # floats such as 2.0 read back as 2: decodable is what counts
+    except InvalidFlavor as exc:
+        raise InvalidFlavor(f"flavor cannot be stored in canonical form: {exc}") from None
     return flavor_id(canonical), canonical
 
 

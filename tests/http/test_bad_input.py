@@ -108,3 +108,20 @@ def test_router_errors(service: ServiceProcess) -> None:
     wrong_method = httpx.delete(f"{service.url}/schematics")
     assert wrong_method.status_code == 405
     assert "POST" in wrong_method.headers["allow"]
+
+
+@pytest.mark.registry
+def test_options_float_is_normalised_not_refused(service: ServiceProcess) -> None:
+    body = "overlay:\n  name: rpi_generic\n  options:\n    ratio: 2.0\n"
+    answer = httpx.post(f"{service.url}/schematics", content=body)
+    assert answer.status_code == 201
+    assert "ratio: 2\n" in answer.json()["schematic"]
+
+
+@pytest.mark.registry
+def test_unreadable_canonical_form_is_refused(service: ServiceProcess) -> None:
+    # upstream's emitter writes " x\ny" in a sequence with a |4 header it cannot read back
+    body = '{"customization": {"extraKernelArgs": [" leading\\nsecond"]}}'
+    answer = httpx.post(f"{service.url}/schematics", content=body)
+    assert answer.status_code == 400
+    assert "canonical form" in answer.text

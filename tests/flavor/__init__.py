@@ -1,0 +1,1 @@
+"""Tests of the flavor (schematic) model: decoder, canonical emitter, IDs."""
