@@ -50,20 +50,17 @@ def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
             ) from exc
 
 
-def read_layer_files(
-    layers: Iterable[Path], wanted: Iterable[str], *, max_file_bytes: int = 16 * 1024 * 1024
-) -> dict[str, bytes]:
-    """Return ``{name: content}`` for the wanted paths (relative, no leading ``/``) found."""
-    names = {_normalize(name) for name in wanted}
-    found: dict[str, bytes] = {}
+def _walk(
+    layers: Iterable[Path], names: set[str], max_file_bytes: int
+) -> Iterator[tuple[str, IO[bytes] | None]]:
+    """Yield ``(name, content)`` for wanted regular files and ``(name, None)`` for whiteouts."""
     for layer in layers:
         with _open_tar(layer) as archive:
             for member in archive:
                 name = _normalize(member.name)
                 head, _, base = name.rpartition("/")
                 if base.startswith(".wh."):
-                    removed = f"{head}/{base[4:]}" if head else base[4:]
-                    found.pop(removed, None)
+                    yield (f"{head}/{base[4:]}" if head else base[4:]), None
                     continue
                 if name not in names or not member.isfile():
                     continue
@@ -73,10 +70,20 @@ def read_layer_files(
                         f"more than the limit of {max_file_bytes}"
                     )
                 handle = archive.extractfile(member)
-                if handle is None:
-                    continue
-                content = handle.read(max_file_bytes + 1)
-                found[name] = content
+                if handle is not None:
+                    yield name, handle
+
+
+def read_layer_files(
+    layers: Iterable[Path], wanted: Iterable[str], *, max_file_bytes: int = 16 * 1024 * 1024
+) -> dict[str, bytes]:
+    """Return ``{name: content}`` for the wanted paths (relative, no leading ``/``) found."""
+    found: dict[str, bytes] = {}
+    for name, handle in _walk(layers, {_normalize(n) for n in wanted}, max_file_bytes):
+        if handle is None:
+            found.pop(name, None)
+        else:
+            found[name] = handle.read()
     return found
 
 
@@ -90,25 +97,13 @@ def copy_layer_files(
     """
     targets = {_normalize(name): dest for name, dest in wanted.items()}
     found: set[str] = set()
-    for layer in layers:
-        with _open_tar(layer) as archive:
-            for member in archive:
-                name = _normalize(member.name)
-                head, _, base = name.rpartition("/")
-                if base.startswith(".wh."):
-                    removed = f"{head}/{base[4:]}" if head else base[4:]
-                    if removed in found:
-                        found.discard(removed)
-                        targets[removed].unlink(missing_ok=True)
-                    continue
-                if name not in targets or not member.isfile():
-                    continue
-                if member.size > max_file_bytes:
-                    raise LayerFormatError(f"{name} in layer {layer.name} is too large")
-                handle = archive.extractfile(member)
-                if handle is None:
-                    continue
-                with targets[name].open("wb") as out:
-                    shutil.copyfileobj(handle, out, 1 << 20)
-                found.add(name)
+    for name, handle in _walk(layers, set(targets), max_file_bytes):
+        if handle is None:
+            if name in found:
+                found.discard(name)
+                targets[name].unlink(missing_ok=True)
+            continue
+        with targets[name].open("wb") as out:
+            shutil.copyfileobj(handle, out, 1 << 20)
+        found.add(name)
     return found

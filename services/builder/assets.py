@@ -9,14 +9,22 @@ and nothing here touches the asset store: the scheduler commits the returned fil
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from image_service.imagefs import LayerFormatError, copy_layer_files
-from image_service.oci import Platform, RegistryClient, RegistryError
+from image_service.oci import RegistryClient, RegistryError
 from image_service.versions import Version
 from services.builder.cmdline import build_cmdline
-from services.builder.errors import BuildFailed, KindNotBuilt
+from services.builder.errors import BuildFailed
+from services.builder.initramfs import (
+    ExtensionLayers,
+    InitramfsOptions,
+    build_initramfs,
+    embedded_config_extension,
+    schematic_extension,
+)
 from services.builder.paths import AssetKind, AssetRequest
 from services.builder.quirks import Quirks
 
@@ -44,6 +52,7 @@ class AssetInputs:
     extra_kernel_args: tuple[str, ...]
     meta: tuple[tuple[int, str], ...]
     external_url: str
+    embedded_config: str = ""
 
 
 class Assembler:
@@ -57,7 +66,7 @@ class Assembler:
             case AssetKind.CMDLINE:
                 return await asyncio.to_thread(self._cmdline, inputs, work)
             case AssetKind.INITRAMFS:
-                return await self._initramfs(inputs, work)
+                return await self.initramfs(inputs, work)
             case kind:
                 raise BuildFailed(f"no assembler for {kind}")
 
@@ -106,13 +115,45 @@ class Assembler:
         out.write_text(text)
         return out
 
-    async def _initramfs(self, inputs: AssetInputs, work: Path) -> Path:
-        raise KindNotBuilt("initramfs")
+    async def extensions(self, inputs: AssetInputs, work: Path) -> list[ExtensionLayers]:
+        """Every extension layer of the flavor, in order: official ones, then the virtual
+        ``schematic`` extension, then the embedded machine config (the imager appends it)."""
+        layers = [
+            ExtensionLayers(
+                f"{self._release.registry}/{ext.repository}@{ext.manifest_digest}",
+                tuple(await self._layers(ext.repository, ext.manifest_digest)),
+            )
+            for ext in inputs.extensions
+        ]
+        schematic = work / "schematic.tar"
+        schematic.write_bytes(
+            schematic_extension(
+                inputs.flavor_id,
+                inputs.canonical_flavor,
+                inputs.external_url,
+                with_extra_info=inputs.quirks.schematic_extra_info,
+            )
+        )
+        layers.append(ExtensionLayers("schematic", (schematic,)))
+        if inputs.embedded_config:
+            config = work / "embedded-config.tar"
+            config.write_bytes(embedded_config_extension(inputs.embedded_config))
+            layers.append(ExtensionLayers("embedded-config", (config,)))
+        return layers
 
-    async def extension_layers(self, ext: ExtensionInput, arch: str) -> list[Path]:
-        del arch  # the manifest digest already names the target arch's image
-        return await self._layers(ext.repository, ext.manifest_digest)
-
-    @staticmethod
-    def platform(arch: str) -> Platform:
-        return Platform("linux", arch)
+    async def initramfs(self, inputs: AssetInputs, work: Path) -> Path:
+        """The base initramfs with the flavor's extensions appended (talos-assets.md §4)."""
+        base = (await self.boot_files(inputs, work, ("initramfs.xz",)))["initramfs.xz"]
+        extensions = await self.extensions(inputs, work)
+        out = work / "initramfs.xz"
+        options = InitramfsOptions.for_version(inputs.version)
+        cancel = threading.Event()
+        build = asyncio.to_thread(
+            build_initramfs, base, extensions, options, work / "initramfs", out, cancel=cancel
+        )
+        try:
+            await build
+        except asyncio.CancelledError:
+            cancel.set()  # stops the running tool; the thread ends on its own
+            raise
+        return out

@@ -60,6 +60,7 @@ class Profile:
     extra_kernel_args: tuple[str, ...] = ()
     meta: tuple[tuple[int, str], ...] = ()
     external_url: str = ""
+    embedded_config: str = ""
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,9 @@ class Pipeline:
                 flavor_id=flavor_id,
                 extensions=tuple(f"{e.name}@{e.manifest_digest}" for e in extensions),
                 external_url=self._external_url,
+                embedded_config=custom.embedded_machine_configuration
+                if quirks.embedded_config
+                else "",
             )
         inputs = AssetInputs(
             request=request,
@@ -183,6 +187,7 @@ class Pipeline:
             extra_kernel_args=profile.extra_kernel_args,
             meta=profile.meta,
             external_url=self._external_url,
+            embedded_config=profile.embedded_config,
         )
         material: dict[str, object] = {
             "profile": asdict(profile),

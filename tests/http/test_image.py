@@ -16,9 +16,8 @@ import httpx
 import pytest
 
 from tests.release import Release
-from tests.support.keys import write_secureboot_keys
 from tests.support.registry import LocalRegistry
-from tests.support.service import ServiceProcess
+from tests.support.service import ServiceProcess, release_service
 
 pytestmark = pytest.mark.registry
 
@@ -123,27 +122,7 @@ CMDLINES = [
 def service(
     release_registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
-    tmp = tmp_path_factory.mktemp("image")
-    keys = write_secureboot_keys(tmp / "keys")
-    proc = ServiceProcess(
-        [
-            "serve",
-            "--data-dir",
-            str(tmp / "data"),
-            "--image-registry",
-            release_registry.host,
-            "--insecure-image-registry",
-            "--secureboot-signing-key",
-            str(keys.signing_key),
-            "--secureboot-signing-cert",
-            str(keys.signing_cert),
-            "--secureboot-pcr-key",
-            str(keys.pcr_key),
-        ],
-        tmp / "service.log",
-    )
-    proc.args += ["--listen", f"127.0.0.1:{proc.port}"]
-    proc.start()
+    proc = release_service(tmp_path_factory.mktemp("image"), release_registry.host)
     yield proc
     assert proc.stop() == 0
 

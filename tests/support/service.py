@@ -18,9 +18,10 @@ from typing import IO
 
 import httpx
 
+from tests.support.keys import write_secureboot_keys
 from tests.support.registry import free_port
 
-__all__ = ["ServiceProcess", "wait_for_port"]
+__all__ = ["ServiceProcess", "release_service", "wait_for_port"]
 
 EXECUTABLE = str(Path(sys.executable).with_name("image-service"))
 
@@ -101,3 +102,33 @@ class ServiceProcess:
             self._log.close()
             self._log = None
         return rc
+
+
+def release_service(
+    tmp: Path, registry_host: str, *extra: str, secureboot: bool = True
+) -> ServiceProcess:
+    """``image-service serve`` pulling the test release from ``registry_host`` (plain HTTP),
+    with throw-away Secure Boot keys unless ``secureboot`` is false. Started; stop it."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    args = [
+        "serve",
+        "--data-dir",
+        str(tmp / "data"),
+        "--image-registry",
+        registry_host,
+        "--insecure-image-registry",
+        *extra,
+    ]
+    if secureboot:
+        keys = write_secureboot_keys(tmp / "keys")
+        args += [
+            "--secureboot-signing-key",
+            str(keys.signing_key),
+            "--secureboot-signing-cert",
+            str(keys.signing_cert),
+            "--secureboot-pcr-key",
+            str(keys.pcr_key),
+        ]
+    proc = ServiceProcess(args, tmp / "service.log")
+    proc.args += ["--listen", f"127.0.0.1:{proc.port}"]
+    return proc.start()
