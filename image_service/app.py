@@ -32,6 +32,7 @@ from starlette.routing import BaseRoute
 
 from frontends.http.app import HttpFrontend
 from frontends.http.errors import body_too_large
+from frontends.pxe.app import PxeFrontend
 from image_service.oci import BlobCache, RegistryClient
 from image_service.proto import builder_pb2_grpc, catalog_pb2_grpc, flavor_pb2_grpc
 from image_service.rpc import open_channel, start_server
@@ -260,7 +261,7 @@ def _http_routes(
         metrics=running.metrics,
         max_request_bytes=settings.max_request_bytes,
     )
-    return frontend.routes()
+    return frontend.routes() + PxeFrontend(builder, settings.pxe_base_url).routes()
 
 
 async def _run(settings: Settings, setup: Callable[[_Running], Awaitable[None]]) -> None:
