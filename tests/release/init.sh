@@ -119,7 +119,7 @@ if [ $FW = UEFI ]; then
     if mount -t efivarfs efivarfs $efivars 2>/dev/null || [ -n "$(ls $efivars 2>/dev/null)" ]; then
         v=$efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
         sb=disabled
-        if [ -r $v ] && [ "$(od -An -tu1 -j4 -N1 $v | tr -d ' ')" = 1 ]; then sb=enabled; fi
+        if [ -r $v ] && [ "$(cat $v | od -An -tu1 -j4 -N1 | tr -d ' ')" = 1 ]; then sb=enabled; fi
     fi
     say "FIXTURE-SECUREBOOT $sb"
 fi
