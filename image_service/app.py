@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 import socket
@@ -46,6 +47,7 @@ from services.builder.catalogs import Peers
 from services.builder.metrics import BuilderMetrics
 from services.builder.pipeline import Pipeline
 from services.builder.scheduler import Scheduler
+from services.builder.secureboot import PcrSigner, SecureBootKeyError, SecureBootKeys
 from services.builder.service import BuilderServicer
 from services.catalog.catalog import Catalog
 from services.catalog.service import CatalogServicer
@@ -201,6 +203,32 @@ async def _start_catalog(settings: Settings, address: str, running: _Running) ->
     return port
 
 
+@dataclass(frozen=True)
+class _Signing:
+    keys: SecureBootKeys
+    pcr: PcrSigner
+
+    @property
+    def identity(self) -> str:
+        cert = hashlib.sha256(self.keys.signing_cert_der()).hexdigest()
+        return f"cert:{cert} pcr:{self.pcr.fingerprint}"
+
+
+def _load_signing(settings: Settings) -> _Signing | None:
+    """Load and check the Secure Boot keys before anything listens (errors name the file)."""
+    key, cert, pcr = (
+        settings.secureboot_signing_key,
+        settings.secureboot_signing_cert,
+        settings.secureboot_pcr_key,
+    )
+    if key is None or cert is None or pcr is None:
+        return None
+    try:
+        return _Signing(SecureBootKeys.load(key, cert), PcrSigner.load(pcr))
+    except SecureBootKeyError as exc:
+        raise OSError(f"Secure Boot keys: {exc}") from exc
+
+
 async def _start_builder(
     settings: Settings,
     address: str,
@@ -208,6 +236,7 @@ async def _start_builder(
     *,
     flavor_address: str,
     catalog_address: str,
+    signing: _Signing | None,
 ) -> int:
     store = build_store(settings)
     client = release_client(settings)
@@ -229,11 +258,16 @@ async def _start_builder(
         peers=Peers(flavor, catalog),
         release=client,
         scheduler=scheduler,
-        assembler=Assembler(client),
+        assembler=Assembler(
+            client,
+            keys=signing.keys if signing else None,
+            pcr=signing.pcr if signing else None,
+        ),
         external_url=settings.base_url,
-        secureboot_enabled=settings.secureboot_signing_key is not None,
+        signing_identity=signing.identity if signing else None,
     )
-    servicer = BuilderServicer(pipeline, store, metrics)
+    cert = signing.keys.signing_cert_pem() if signing else None
+    servicer = BuilderServicer(pipeline, store, metrics, signing_cert=cert)
     server, port = await start_server(
         address, [lambda s: builder_pb2_grpc.add_BuilderServiceServicer_to_server(servicer, s)]
     )
@@ -294,11 +328,18 @@ async def _run(settings: Settings, setup: Callable[[_Running], Awaitable[None]])
 async def serve(settings: Settings) -> None:
     """The embedded default: everything in this process, one HTTP port."""
 
+    signing = _load_signing(settings)
+
     async def setup(running: _Running) -> None:
         flavor = f"127.0.0.1:{await _start_flavor(settings, '127.0.0.1:0', running)}"
         catalog = f"127.0.0.1:{await _start_catalog(settings, '127.0.0.1:0', running)}"
         builder_port = await _start_builder(
-            settings, "127.0.0.1:0", running, flavor_address=flavor, catalog_address=catalog
+            settings,
+            "127.0.0.1:0",
+            running,
+            flavor_address=flavor,
+            catalog_address=catalog,
+            signing=signing,
         )
         routes = _http_routes(
             settings,
@@ -315,6 +356,7 @@ async def serve(settings: Settings) -> None:
 
 async def run_component(component: Component, settings: Settings) -> None:
     """Run one part alone, addressed by flags."""
+    signing = _load_signing(settings) if component is Component.BUILDER else None
 
     async def setup(running: _Running) -> None:
         if component is Component.FLAVOR:
@@ -328,6 +370,7 @@ async def run_component(component: Component, settings: Settings) -> None:
                 running,
                 flavor_address=settings.flavor_address,
                 catalog_address=settings.catalog_address,
+                signing=signing,
             )
         elif component is Component.HTTP:
             routes = _http_routes(

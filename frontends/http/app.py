@@ -8,6 +8,7 @@ Routes (upstream wording in ``reference/api.md``):
   ``GET /version/{v}/overlays/official`` → the catalogue lists (JSON arrays)
 * ``GET|HEAD /image/{flavor}/{version}/{path}`` → a built asset (``downloads``)
 * ``GET /metrics`` → Prometheus metrics of this process
+* ``GET /secureboot/signing-cert.pem`` → the Secure Boot signing certificate (404 when disabled)
 * ``GET|HEAD /healthz`` (always 200), ``GET|HEAD /readyz`` (200 once every peer service answers)
 
 Handlers only translate: HTTP in, one gRPC call to a service, HTTP out; failed calls go through
@@ -28,7 +29,14 @@ from starlette.routing import BaseRoute, Route
 
 from frontends.http.downloads import Downloads
 from frontends.http.errors import rpc_error
-from image_service.proto import catalog_pb2, catalog_pb2_grpc, flavor_pb2, flavor_pb2_grpc
+from image_service.proto import (
+    builder_pb2,
+    builder_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    flavor_pb2,
+    flavor_pb2_grpc,
+)
 from image_service.web import read_body, text_response
 
 __all__ = ["HttpFrontend", "go_json"]
@@ -66,6 +74,7 @@ class HttpFrontend:
     ) -> None:
         self._channels = (flavor, catalog, builder)
         self._downloads = Downloads(builder)
+        self._builder = builder_pb2_grpc.BuilderServiceStub(builder)
         self._metrics = metrics
         self._flavors = flavor_pb2_grpc.FlavorServiceStub(flavor)
         self._catalog = catalog_pb2_grpc.CatalogServiceStub(catalog)
@@ -87,7 +96,17 @@ class HttpFrontend:
                 methods=["GET", "HEAD"],
             ),
             Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/secureboot/signing-cert.pem", self.signing_cert, methods=["GET"]),
         ]
+
+    async def signing_cert(self, request: Request) -> Response:
+        try:
+            answer = await self._builder.GetSigningCertificate(
+                builder_pb2.GetSigningCertificateRequest()
+            )
+        except grpc.aio.AioRpcError as exc:
+            return rpc_error(exc)
+        return Response(answer.pem, media_type="application/x-pem-file")
 
     async def metrics(self, request: Request) -> Response:
         return Response(generate_latest(self._metrics), media_type=CONTENT_TYPE_LATEST)

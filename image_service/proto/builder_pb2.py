@@ -24,25 +24,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!image_service/proto/builder.proto\x12\x18image_service.builder.v1\"@\n\x0c\x42uildRequest\x12\x11\n\tflavor_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"\x89\x01\n\nBuildEvent\x12\x36\n\x08progress\x18\x01 \x01(\x0b\x32\".image_service.builder.v1.ProgressH\x00\x12:\n\x05\x61sset\x18\x02 \x01(\x0b\x32).image_service.builder.v1.AssetDescriptorH\x00\x42\x07\n\x05\x65vent\"*\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"g\n\x0f\x41ssetDescriptor\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\"B\n\x10ReadAssetRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"\x1a\n\nAssetChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32\xca\x01\n\x0e\x42uilderService\x12W\n\x05\x42uild\x12&.image_service.builder.v1.BuildRequest\x1a$.image_service.builder.v1.BuildEvent0\x01\x12_\n\tReadAsset\x12*.image_service.builder.v1.ReadAssetRequest\x1a$.image_service.builder.v1.AssetChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!image_service/proto/builder.proto\x12\x18image_service.builder.v1\"\x1e\n\x1cGetSigningCertificateRequest\"!\n\x12SigningCertificate\x12\x0b\n\x03pem\x18\x01 \x01(\x0c\"@\n\x0c\x42uildRequest\x12\x11\n\tflavor_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"\x89\x01\n\nBuildEvent\x12\x36\n\x08progress\x18\x01 \x01(\x0b\x32\".image_service.builder.v1.ProgressH\x00\x12:\n\x05\x61sset\x18\x02 \x01(\x0b\x32).image_service.builder.v1.AssetDescriptorH\x00\x42\x07\n\x05\x65vent\"*\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"g\n\x0f\x41ssetDescriptor\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\"B\n\x10ReadAssetRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"\x1a\n\nAssetChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32\xc9\x02\n\x0e\x42uilderService\x12W\n\x05\x42uild\x12&.image_service.builder.v1.BuildRequest\x1a$.image_service.builder.v1.BuildEvent0\x01\x12_\n\tReadAsset\x12*.image_service.builder.v1.ReadAssetRequest\x1a$.image_service.builder.v1.AssetChunk0\x01\x12}\n\x15GetSigningCertificate\x12\x36.image_service.builder.v1.GetSigningCertificateRequest\x1a,.image_service.builder.v1.SigningCertificateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'image_service.proto.builder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BUILDREQUEST']._serialized_start=63
-  _globals['_BUILDREQUEST']._serialized_end=127
-  _globals['_BUILDEVENT']._serialized_start=130
-  _globals['_BUILDEVENT']._serialized_end=267
-  _globals['_PROGRESS']._serialized_start=269
-  _globals['_PROGRESS']._serialized_end=311
-  _globals['_ASSETDESCRIPTOR']._serialized_start=313
-  _globals['_ASSETDESCRIPTOR']._serialized_end=416
-  _globals['_READASSETREQUEST']._serialized_start=418
-  _globals['_READASSETREQUEST']._serialized_end=484
-  _globals['_ASSETCHUNK']._serialized_start=486
-  _globals['_ASSETCHUNK']._serialized_end=512
-  _globals['_BUILDERSERVICE']._serialized_start=515
-  _globals['_BUILDERSERVICE']._serialized_end=717
+  _globals['_GETSIGNINGCERTIFICATEREQUEST']._serialized_start=63
+  _globals['_GETSIGNINGCERTIFICATEREQUEST']._serialized_end=93
+  _globals['_SIGNINGCERTIFICATE']._serialized_start=95
+  _globals['_SIGNINGCERTIFICATE']._serialized_end=128
+  _globals['_BUILDREQUEST']._serialized_start=130
+  _globals['_BUILDREQUEST']._serialized_end=194
+  _globals['_BUILDEVENT']._serialized_start=197
+  _globals['_BUILDEVENT']._serialized_end=334
+  _globals['_PROGRESS']._serialized_start=336
+  _globals['_PROGRESS']._serialized_end=378
+  _globals['_ASSETDESCRIPTOR']._serialized_start=380
+  _globals['_ASSETDESCRIPTOR']._serialized_end=483
+  _globals['_READASSETREQUEST']._serialized_start=485
+  _globals['_READASSETREQUEST']._serialized_end=551
+  _globals['_ASSETCHUNK']._serialized_start=553
+  _globals['_ASSETCHUNK']._serialized_end=579
+  _globals['_BUILDERSERVICE']._serialized_start=582
+  _globals['_BUILDERSERVICE']._serialized_end=911
 # @@protoc_insertion_point(module_scope)

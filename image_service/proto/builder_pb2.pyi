@@ -19,6 +19,40 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class GetSigningCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSigningCertificateRequest: _TypeAlias = GetSigningCertificateRequest  # noqa: Y015
+
+@_typing.final
+class SigningCertificate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PEM_FIELD_NUMBER: _builtins.int
+    pem: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        pem: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pem", b"pem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SigningCertificate: _TypeAlias = SigningCertificate  # noqa: Y015
+
+@_typing.final
 class BuildRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

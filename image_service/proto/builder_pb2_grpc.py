@@ -44,6 +44,11 @@ class BuilderServiceStub:
                 request_serializer=image__service_dot_proto_dot_builder__pb2.ReadAssetRequest.SerializeToString,
                 response_deserializer=image__service_dot_proto_dot_builder__pb2.AssetChunk.FromString,
                 _registered_method=True)
+        self.GetSigningCertificate = channel.unary_unary(
+                '/image_service.builder.v1.BuilderService/GetSigningCertificate',
+                request_serializer=image__service_dot_proto_dot_builder__pb2.GetSigningCertificateRequest.SerializeToString,
+                response_deserializer=image__service_dot_proto_dot_builder__pb2.SigningCertificate.FromString,
+                _registered_method=True)
 
 
 class BuilderServiceServicer:
@@ -67,6 +72,13 @@ class BuilderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSigningCertificate(self, request, context):
+        """The Secure Boot signing certificate (PEM). NOT_FOUND when Secure Boot is not configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BuilderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +91,11 @@ def add_BuilderServiceServicer_to_server(servicer, server):
                     servicer.ReadAsset,
                     request_deserializer=image__service_dot_proto_dot_builder__pb2.ReadAssetRequest.FromString,
                     response_serializer=image__service_dot_proto_dot_builder__pb2.AssetChunk.SerializeToString,
+            ),
+            'GetSigningCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSigningCertificate,
+                    request_deserializer=image__service_dot_proto_dot_builder__pb2.GetSigningCertificateRequest.FromString,
+                    response_serializer=image__service_dot_proto_dot_builder__pb2.SigningCertificate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +152,33 @@ class BuilderService:
             '/image_service.builder.v1.BuilderService/ReadAsset',
             image__service_dot_proto_dot_builder__pb2.ReadAssetRequest.SerializeToString,
             image__service_dot_proto_dot_builder__pb2.AssetChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSigningCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/image_service.builder.v1.BuilderService/GetSigningCertificate',
+            image__service_dot_proto_dot_builder__pb2.GetSigningCertificateRequest.SerializeToString,
+            image__service_dot_proto_dot_builder__pb2.SigningCertificate.FromString,
             options,
             channel_credentials,
             insecure,

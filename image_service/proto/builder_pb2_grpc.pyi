@@ -42,6 +42,8 @@ class BuilderServiceStub:
     """
     ReadAsset: _grpc.UnaryStreamMultiCallable[_builder_pb2.ReadAssetRequest, _builder_pb2.AssetChunk]
     """Read a built asset by digest, optionally a byte range of it."""
+    GetSigningCertificate: _grpc.UnaryUnaryMultiCallable[_builder_pb2.GetSigningCertificateRequest, _builder_pb2.SigningCertificate]
+    """The Secure Boot signing certificate (PEM). NOT_FOUND when Secure Boot is not configured."""
 
 @_typing.type_check_only
 class BuilderServiceAsyncStub(BuilderServiceStub):
@@ -55,6 +57,8 @@ class BuilderServiceAsyncStub(BuilderServiceStub):
     """
     ReadAsset: _aio.UnaryStreamMultiCallable[_builder_pb2.ReadAssetRequest, _builder_pb2.AssetChunk]  # type: ignore[assignment]
     """Read a built asset by digest, optionally a byte range of it."""
+    GetSigningCertificate: _aio.UnaryUnaryMultiCallable[_builder_pb2.GetSigningCertificateRequest, _builder_pb2.SigningCertificate]  # type: ignore[assignment]
+    """The Secure Boot signing certificate (PEM). NOT_FOUND when Secure Boot is not configured."""
 
 class BuilderServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -77,5 +81,13 @@ class BuilderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_builder_pb2.AssetChunk], _abc.AsyncIterator[_builder_pb2.AssetChunk]]:
         """Read a built asset by digest, optionally a byte range of it."""
+
+    @_abc_1.abstractmethod
+    def GetSigningCertificate(
+        self,
+        request: _builder_pb2.GetSigningCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_builder_pb2.SigningCertificate, _abc.Awaitable[_builder_pb2.SigningCertificate]]:
+        """The Secure Boot signing certificate (PEM). NOT_FOUND when Secure Boot is not configured."""
 
 def add_BuilderServiceServicer_to_server(servicer: BuilderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

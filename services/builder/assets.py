@@ -16,7 +16,6 @@ from pathlib import Path
 from image_service.imagefs import LayerFormatError, copy_layer_files
 from image_service.oci import RegistryClient, RegistryError
 from image_service.versions import Version
-from services.builder.cmdline import build_cmdline
 from services.builder.errors import BuildFailed
 from services.builder.initramfs import (
     ExtensionLayers,
@@ -27,6 +26,8 @@ from services.builder.initramfs import (
 )
 from services.builder.paths import AssetKind, AssetRequest
 from services.builder.quirks import Quirks
+from services.builder.secureboot import PcrSigner, SecureBootKeys
+from services.builder.uki import build_uki, kernel_version, talos_os_release, uki_profiles
 
 __all__ = ["Assembler", "AssetInputs", "ExtensionInput"]
 
@@ -49,15 +50,23 @@ class AssetInputs:
     extensions: tuple[ExtensionInput, ...]
     flavor_id: str
     canonical_flavor: bytes
-    extra_kernel_args: tuple[str, ...]
+    cmdline: str
     meta: tuple[tuple[int, str], ...]
     external_url: str
     embedded_config: str = ""
 
 
 class Assembler:
-    def __init__(self, release: RegistryClient) -> None:
+    def __init__(
+        self,
+        release: RegistryClient,
+        *,
+        keys: SecureBootKeys | None = None,
+        pcr: PcrSigner | None = None,
+    ) -> None:
         self._release = release
+        self._keys = keys
+        self._pcr = pcr
 
     async def assemble(self, inputs: AssetInputs, work: Path) -> Path:
         match inputs.request.kind:
@@ -67,6 +76,8 @@ class Assembler:
                 return await asyncio.to_thread(self._cmdline, inputs, work)
             case AssetKind.INITRAMFS:
                 return await self.initramfs(inputs, work)
+            case AssetKind.UKI:
+                return await self.uki(inputs, work, output="uki")
             case kind:
                 raise BuildFailed(f"no assembler for {kind}")
 
@@ -101,18 +112,38 @@ class Assembler:
         return files["vmlinuz"]
 
     def _cmdline(self, inputs: AssetInputs, work: Path) -> Path:
-        request = inputs.request
-        text = build_cmdline(
-            request.platform,
-            request.arch,
-            inputs.version,
-            secureboot=request.secureboot,
-            iso=False,
-            meta=inputs.meta,
-            extra_args=inputs.extra_kernel_args,
-        )
         out = work / "cmdline"
-        out.write_text(text)
+        out.write_text(inputs.cmdline)
+        return out
+
+    def signing(self, inputs: AssetInputs) -> tuple[SecureBootKeys | None, PcrSigner | None]:
+        """The keys for a Secure Boot asset; ``(None, None)`` otherwise."""
+        if not inputs.request.secureboot:
+            return None, None
+        if self._keys is None or self._pcr is None:
+            raise BuildFailed("a Secure Boot asset was planned without Secure Boot keys")
+        return self._keys, self._pcr
+
+    async def uki(self, inputs: AssetInputs, work: Path, *, output: str) -> Path:
+        """A UKI (signed for Secure Boot) for ``output``: ``uki``, ``iso``, ``image``,
+        ``installer`` — which decides the profiles (reset entries) it carries."""
+        files = await self.boot_files(inputs, work, ("vmlinuz", "systemd-stub.efi"))
+        initrd = await self.initramfs(inputs, work)
+        keys, pcr = self.signing(inputs)
+        out = work / f"{output}.efi"
+        await asyncio.to_thread(
+            build_uki,
+            files["systemd-stub.efi"],
+            files["vmlinuz"],
+            initrd,
+            inputs.cmdline,
+            talos_os_release(str(inputs.version)),
+            kernel_version(files["vmlinuz"]),
+            out,
+            profiles=uki_profiles(inputs.quirks, output, inputs.cmdline),
+            pcr=pcr,
+            secureboot=keys,
+        )
         return out
 
     async def extensions(self, inputs: AssetInputs, work: Path) -> list[ExtensionLayers]:

@@ -27,6 +27,7 @@ from image_service.oci import Platform, RegistryClient, RegistryError
 from image_service.versions import Version
 from services.builder.assets import Assembler, AssetInputs, ExtensionInput
 from services.builder.catalogs import Peers
+from services.builder.cmdline import build_cmdline
 from services.builder.downloads import content_type
 from services.builder.errors import InvalidProfile, KindNotBuilt
 from services.builder.paths import AssetKind, AssetRequest, parse_path
@@ -41,7 +42,44 @@ IMAGER_REPO = "siderolabs/imager"
 # Appended to every build key; add a line when a fixed bug must invalidate cached assets.
 ERRATA_SALTS: tuple[str, ...] = ("image-service initramfs layout v1",)
 
-BUILT_KINDS = frozenset({AssetKind.KERNEL, AssetKind.CMDLINE, AssetKind.INITRAMFS})
+BUILT_KINDS = frozenset({AssetKind.KERNEL, AssetKind.CMDLINE, AssetKind.INITRAMFS, AssetKind.UKI})
+# Kinds whose output holds the initramfs with the flavor's extensions (api.md §6.5).
+WITH_INITRAMFS = frozenset(
+    {AssetKind.INITRAMFS, AssetKind.UKI, AssetKind.ISO, AssetKind.IMAGE, AssetKind.INSTALLER}
+)
+# Kinds whose output carries a kernel command line.
+WITH_CMDLINE = frozenset(
+    {AssetKind.CMDLINE, AssetKind.UKI, AssetKind.ISO, AssetKind.IMAGE, AssetKind.INSTALLER}
+)
+
+
+def _cmdline(request: AssetRequest, flavor: Flavor, version: Version, quirks: Quirks) -> str:
+    """The kernel command line baked into (or served as) the asset, per api.md §6.5.
+
+    META goes on the cmdline for cmdline and ISO assets and into the META partition for disk
+    images; extraKernelArgs reach UKIs and installers only from Talos 1.10 or with Secure Boot.
+    """
+    custom = flavor.customization
+    kind = request.kind
+    extra = custom.extra_kernel_args
+    meta = tuple((m.key, m.value) for m in custom.meta)
+    if kind in (AssetKind.UKI, AssetKind.INSTALLER):
+        if not (quirks.bakes_extra_kernel_args or request.secureboot):
+            extra = ()
+        meta = ()
+    if kind is AssetKind.IMAGE:
+        meta = ()
+    return build_cmdline(
+        request.platform,
+        request.arch,
+        version,
+        secureboot=request.secureboot,
+        iso=kind is AssetKind.ISO,
+        meta=meta,
+        extra_args=extra,
+        output_is_image=kind is AssetKind.IMAGE,
+    )
+
 
 Progress = Callable[[str, str], None]
 
@@ -57,10 +95,11 @@ class Profile:
     version: str
     flavor_id: str = ""  # only for kinds that embed the flavor (the schematic extension)
     extensions: tuple[str, ...] = ()
-    extra_kernel_args: tuple[str, ...] = ()
     meta: tuple[tuple[int, str], ...] = ()
     external_url: str = ""
     embedded_config: str = ""
+    cmdline: str = ""
+    signing: str = ""  # identity of the Secure Boot keys that sign the asset
 
 
 @dataclass(frozen=True)
@@ -87,14 +126,15 @@ class Pipeline:
         scheduler: Scheduler,
         assembler: Assembler,
         external_url: str,
-        secureboot_enabled: bool,
+        signing_identity: str | None,
     ) -> None:
         self._peers = peers
         self._release = release
         self._scheduler = scheduler
         self._assembler = assembler
         self._external_url = external_url
-        self._secureboot = secureboot_enabled
+        self._secureboot = signing_identity is not None
+        self._signing_identity = signing_identity or ""
 
     async def build(
         self, flavor_id: str, version_text: str, path: str, progress: Progress
@@ -146,22 +186,18 @@ class Pipeline:
         quirks: Quirks,
     ) -> _Plan:
         custom = flavor.customization
+        kind = request.kind
         imager = await self._manifest_digest(IMAGER_REPO, version.tag, None)
         profile = Profile(
-            kind=str(request.kind),
+            kind=str(kind),
             platform=request.platform,
             arch=str(request.arch),
             secureboot=request.secureboot,
             version=str(version),
+            signing=self._signing_identity if request.secureboot else "",
         )
         extensions: list[ExtensionInput] = []
-        if request.kind is AssetKind.CMDLINE:
-            profile = replace(
-                profile,
-                extra_kernel_args=custom.extra_kernel_args,
-                meta=tuple((m.key, m.value) for m in custom.meta),
-            )
-        elif request.kind is AssetKind.INITRAMFS:
+        if kind in WITH_INITRAMFS:
             resolved = await self._peers.extensions(version, custom.system_extensions)
             platform = Platform("linux", str(request.arch))
             for ext in resolved:
@@ -176,6 +212,10 @@ class Pipeline:
                 if quirks.embedded_config
                 else "",
             )
+        if kind in WITH_CMDLINE:
+            profile = replace(profile, cmdline=_cmdline(request, flavor, version, quirks))
+        if kind is AssetKind.IMAGE:
+            profile = replace(profile, meta=tuple((m.key, m.value) for m in custom.meta))
         inputs = AssetInputs(
             request=request,
             version=version,
@@ -184,7 +224,7 @@ class Pipeline:
             extensions=tuple(extensions),
             flavor_id=flavor_id,
             canonical_flavor=canonical,
-            extra_kernel_args=profile.extra_kernel_args,
+            cmdline=profile.cmdline,
             meta=profile.meta,
             external_url=self._external_url,
             embedded_config=profile.embedded_config,

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 
 import grpc.aio
 
+from image_service.errors import NotFound
 from image_service.proto import builder_pb2, builder_pb2_grpc
-from image_service.rpc import stream_handler
+from image_service.rpc import handler, stream_handler
 from image_service.storage import BlobStore
 from image_service.storage.base import check_digest
 from services.builder.errors import InvalidPath
@@ -24,15 +25,40 @@ from services.builder.scheduler import ASSET_NAMESPACE
 
 __all__ = ["BuilderServicer"]
 
+
+class SecureBootNotConfigured(NotFound):
+    """No Secure Boot keys are configured, so there is no signing certificate."""
+
+
 _BuildContext = grpc.aio.ServicerContext[builder_pb2.BuildRequest, builder_pb2.BuildEvent]
 _ReadContext = grpc.aio.ServicerContext[builder_pb2.ReadAssetRequest, builder_pb2.AssetChunk]
 
 
 class BuilderServicer(builder_pb2_grpc.BuilderServiceServicer):
-    def __init__(self, pipeline: Pipeline, store: BlobStore, metrics: BuilderMetrics) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        store: BlobStore,
+        metrics: BuilderMetrics,
+        *,
+        signing_cert: bytes | None = None,
+    ) -> None:
         self._pipeline = pipeline
         self._store = store
         self._metrics = metrics
+        self._signing_cert = signing_cert
+
+    @handler
+    async def GetSigningCertificate(
+        self,
+        request: builder_pb2.GetSigningCertificateRequest,
+        context: grpc.aio.ServicerContext[
+            builder_pb2.GetSigningCertificateRequest, builder_pb2.SigningCertificate
+        ],
+    ) -> builder_pb2.SigningCertificate:
+        if self._signing_cert is None:
+            raise SecureBootNotConfigured("secure boot is not enabled on this image service")
+        return builder_pb2.SigningCertificate(pem=self._signing_cert)
 
     @stream_handler
     async def Build(

@@ -30,9 +30,9 @@ from services.builder.secureboot import (
     signature_owner,
 )
 from services.builder.uki import build_uki, talos_os_release
-from tests.builder.test_uki import esp_drive, make_esp
 from tests.release import Release
 from tests.release.markers import parse_markers
+from tests.support.efi import esp_drive, make_esp
 from tests.support.keys import SecureBootKeys as KeyFiles
 from tests.support.keys import write_secureboot_keys
 from tests.support.qemu import Firmware, boot
