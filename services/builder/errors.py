@@ -5,9 +5,14 @@
     BuildError                          base; anything not below is a bug-class 500
     ├── InvalidPath                     the asset path does not follow the grammar     (→ 400)
     ├── InvalidProfile                  the schematic cannot be applied to the asset   (→ 400)
+    ├── InvalidExtension (extract)      an extension image is malformed or hostile     (→ 400)
     ├── KindNotBuilt                    valid asset kind this service does not build   (→ 501)
     ├── BuildOverloaded                 too many builds queued; retry later            (→ 503)
     └── BuildFailed                     a build step failed; details are in the log    (→ 500)
+        ├── ToolError (tools)           an external tool failed: tool, exit code, stderr tail
+        ├── MissingTools (tools)        required tools are not installed (names the packages)
+        ├── PeError (pe)                a PE/COFF input (stub, kernel) is unusable
+        └── SecureBootKeyError          a configured key or certificate cannot be used
 
 ``InvalidPath`` and ``InvalidProfile`` also derive from ``InvalidInput``, ``KindNotBuilt`` from
 ``Unsupported`` and ``BuildOverloaded`` from ``Overloaded`` (``image_service.errors``), so each

@@ -7,6 +7,8 @@ bytes come from the test release's own files, error texts from reference/api.md 
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 import hashlib
 import re
 import time
@@ -110,6 +112,27 @@ CMDLINES = [
         f"{DEFAULTS_111}",
     ),
     (
+        "v1.7.7",
+        "empty",
+        "aws-amd64",
+        f"talos.platform=aws console=tty1 console=ttyS0 net.ifnames=0 {DEFAULTS_17}",
+    ),
+    (
+        "v1.11.3",
+        "empty",
+        "gcp-amd64",
+        "talos.platform=gcp console=ttyS0 net.ifnames=0 talos.dashboard.disabled=1 "
+        f"sysctl.kernel.kexec_load_disabled=1 {DEFAULTS_111}",
+    ),
+    (
+        "v1.7.7",
+        "empty",
+        "azure-amd64",
+        "talos.platform=azure console=ttyS0,115200n8 earlyprintk=ttyS0,115200 rootdelay=300 "
+        "net.ifnames=0 talos.dashboard.disabled=1 sysctl.kernel.kexec_load_disabled=1 "
+        f"{DEFAULTS_17}",
+    ),
+    (
         "v1.12.0-beta.1",
         "empty",
         "metal-arm64",
@@ -149,6 +172,30 @@ def test_cmdline(
     assert answer.text == expected
     assert answer.headers["content-type"] == "application/octet-stream"
     assert answer.headers["content-disposition"] == f'attachment; filename="cmdline-{target}"'
+
+
+@pytest.mark.parametrize("version", ["v1.7.7", "v1.11.3"])
+def test_long_meta_is_gzipped(service: ServiceProcess, version: str) -> None:
+    value = "x" * 300  # rendered "0xc=xxx…" is longer than 256 bytes: gzip from 1.6.3 on
+    answer = httpx.post(
+        f"{service.url}/schematics",
+        content=f"customization:\n  meta:\n    - key: 12\n      value: {value}\n",
+    )
+    flavor = answer.json()["id"]
+    cmdline = httpx.get(f"{service.url}/image/{flavor}/{version}/cmdline-metal-amd64").text
+    prefix, token = cmdline.rsplit(" ", 1)
+    assert (
+        prefix
+        == {
+            "v1.7.7": f"talos.platform=metal console=ttyS0 console=tty0 {DEFAULTS_17}",
+            "v1.11.3": f"talos.platform=metal console=tty0 {DEFAULTS_111}",
+        }[version]
+    )
+    key, _, encoded = token.partition("=INSTALLER_META_BASE64=")
+    assert key == "talos.environment"
+    raw = base64.b64decode(encoded, validate=True)
+    assert raw[:2] == b"\x1f\x8b"  # gzip magic, as Talos detects it
+    assert gzip.decompress(raw) == f"0xc={value}".encode()
 
 
 @pytest.mark.parametrize(("version", "arch"), [("v1.7.7", "amd64"), ("v1.11.3", "arm64")])
