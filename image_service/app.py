@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute
 from frontends.http.app import HttpFrontend
 from frontends.http.errors import body_too_large
 from frontends.pxe.app import PxeFrontend
+from frontends.registry.app import RegistryFrontend
 from image_service.oci import BlobCache, RegistryClient
 from image_service.proto import builder_pb2_grpc, catalog_pb2_grpc, flavor_pb2_grpc
 from image_service.rpc import open_channel, start_server
@@ -46,6 +47,7 @@ from services.builder.assets import Assembler
 from services.builder.catalogs import Peers
 from services.builder.metrics import BuilderMetrics
 from services.builder.pipeline import Pipeline
+from services.builder.registry_images import InstallerImages
 from services.builder.scheduler import Scheduler
 from services.builder.secureboot import PcrSigner, SecureBootKeyError, SecureBootKeys
 from services.builder.service import BuilderServicer
@@ -254,8 +256,9 @@ async def _start_builder(
         max_queue=settings.build_queue,
         timeout=settings.build_timeout_seconds,
     )
+    peers = Peers(flavor, catalog)
     pipeline = Pipeline(
-        peers=Peers(flavor, catalog),
+        peers=peers,
         release=client,
         scheduler=scheduler,
         assembler=Assembler(
@@ -267,7 +270,16 @@ async def _start_builder(
         signing_identity=signing.identity if signing else None,
     )
     cert = signing.keys.signing_cert_pem() if signing else None
-    servicer = BuilderServicer(pipeline, store, metrics, signing_cert=cert)
+    images = InstallerImages(
+        pipeline=pipeline,
+        peers=peers,
+        catalog=catalog,
+        scheduler=scheduler,
+        store=store,
+        metrics=metrics,
+        signing_identity=signing.identity if signing else None,
+    )
+    servicer = BuilderServicer(pipeline, store, metrics, signing_cert=cert, installer_images=images)
     server, port = await start_server(
         address, [lambda s: builder_pb2_grpc.add_BuilderServiceServicer_to_server(servicer, s)]
     )
@@ -295,7 +307,11 @@ def _http_routes(
         metrics=running.metrics,
         max_request_bytes=settings.max_request_bytes,
     )
-    return frontend.routes() + PxeFrontend(builder, settings.pxe_base_url).routes()
+    return (
+        frontend.routes()
+        + PxeFrontend(builder, settings.pxe_base_url).routes()
+        + RegistryFrontend(builder).routes()
+    )
 
 
 async def _run(settings: Settings, setup: Callable[[_Running], Awaitable[None]]) -> None:

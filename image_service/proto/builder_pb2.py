@@ -24,29 +24,43 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!image_service/proto/builder.proto\x12\x18image_service.builder.v1\"\x1e\n\x1cGetSigningCertificateRequest\"!\n\x12SigningCertificate\x12\x0b\n\x03pem\x18\x01 \x01(\x0c\"@\n\x0c\x42uildRequest\x12\x11\n\tflavor_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"\x89\x01\n\nBuildEvent\x12\x36\n\x08progress\x18\x01 \x01(\x0b\x32\".image_service.builder.v1.ProgressH\x00\x12:\n\x05\x61sset\x18\x02 \x01(\x0b\x32).image_service.builder.v1.AssetDescriptorH\x00\x42\x07\n\x05\x65vent\"*\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"g\n\x0f\x41ssetDescriptor\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\"B\n\x10ReadAssetRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"\x1a\n\nAssetChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32\xc9\x02\n\x0e\x42uilderService\x12W\n\x05\x42uild\x12&.image_service.builder.v1.BuildRequest\x1a$.image_service.builder.v1.BuildEvent0\x01\x12_\n\tReadAsset\x12*.image_service.builder.v1.ReadAssetRequest\x1a$.image_service.builder.v1.AssetChunk0\x01\x12}\n\x15GetSigningCertificate\x12\x36.image_service.builder.v1.GetSigningCertificateRequest\x1a,.image_service.builder.v1.SigningCertificateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!image_service/proto/builder.proto\x12\x18image_service.builder.v1\">\n\x1aInstallerRepositoryRequest\x12\x11\n\tflavor_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\";\n\x13InstallerRepository\x12\x10\n\x08platform\x18\x01 \x01(\t\x12\x12\n\nsecureboot\x18\x02 \x01(\x08\"O\n\x1a\x42uildInstallerImageRequest\x12\x11\n\tflavor_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x91\x01\n\x13InstallerImageEvent\x12\x36\n\x08progress\x18\x01 \x01(\x0b\x32\".image_service.builder.v1.ProgressH\x00\x12\x39\n\x05image\x18\x02 \x01(\x0b\x32(.image_service.builder.v1.InstallerImageH\x00\x42\x07\n\x05\x65vent\"h\n\x0eInstallerImage\x12\x35\n\x05index\x18\x01 \x01(\x0b\x32&.image_service.builder.v1.RegistryBlob\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x03 \x01(\x08\"K\n\x17StatRegistryBlobRequest\x12\x11\n\tflavor_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\"@\n\x0cRegistryBlob\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\nmedia_type\x18\x03 \x01(\t\"\x1e\n\x1cGetSigningCertificateRequest\"!\n\x12SigningCertificate\x12\x0b\n\x03pem\x18\x01 \x01(\x0c\"@\n\x0c\x42uildRequest\x12\x11\n\tflavor_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"\x89\x01\n\nBuildEvent\x12\x36\n\x08progress\x18\x01 \x01(\x0b\x32\".image_service.builder.v1.ProgressH\x00\x12:\n\x05\x61sset\x18\x02 \x01(\x0b\x32).image_service.builder.v1.AssetDescriptorH\x00\x42\x07\n\x05\x65vent\"*\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"g\n\x0f\x41ssetDescriptor\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\"B\n\x10ReadAssetRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"\x1a\n\nAssetChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32\xb7\x05\n\x0e\x42uilderService\x12W\n\x05\x42uild\x12&.image_service.builder.v1.BuildRequest\x1a$.image_service.builder.v1.BuildEvent0\x01\x12_\n\tReadAsset\x12*.image_service.builder.v1.ReadAssetRequest\x1a$.image_service.builder.v1.AssetChunk0\x01\x12}\n\x15GetSigningCertificate\x12\x36.image_service.builder.v1.GetSigningCertificateRequest\x1a,.image_service.builder.v1.SigningCertificate\x12\x7f\n\x18\x43heckInstallerRepository\x12\x34.image_service.builder.v1.InstallerRepositoryRequest\x1a-.image_service.builder.v1.InstallerRepository\x12|\n\x13\x42uildInstallerImage\x12\x34.image_service.builder.v1.BuildInstallerImageRequest\x1a-.image_service.builder.v1.InstallerImageEvent0\x01\x12m\n\x10StatRegistryBlob\x12\x31.image_service.builder.v1.StatRegistryBlobRequest\x1a&.image_service.builder.v1.RegistryBlobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'image_service.proto.builder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETSIGNINGCERTIFICATEREQUEST']._serialized_start=63
-  _globals['_GETSIGNINGCERTIFICATEREQUEST']._serialized_end=93
-  _globals['_SIGNINGCERTIFICATE']._serialized_start=95
-  _globals['_SIGNINGCERTIFICATE']._serialized_end=128
-  _globals['_BUILDREQUEST']._serialized_start=130
-  _globals['_BUILDREQUEST']._serialized_end=194
-  _globals['_BUILDEVENT']._serialized_start=197
-  _globals['_BUILDEVENT']._serialized_end=334
-  _globals['_PROGRESS']._serialized_start=336
-  _globals['_PROGRESS']._serialized_end=378
-  _globals['_ASSETDESCRIPTOR']._serialized_start=380
-  _globals['_ASSETDESCRIPTOR']._serialized_end=483
-  _globals['_READASSETREQUEST']._serialized_start=485
-  _globals['_READASSETREQUEST']._serialized_end=551
-  _globals['_ASSETCHUNK']._serialized_start=553
-  _globals['_ASSETCHUNK']._serialized_end=579
-  _globals['_BUILDERSERVICE']._serialized_start=582
-  _globals['_BUILDERSERVICE']._serialized_end=911
+  _globals['_INSTALLERREPOSITORYREQUEST']._serialized_start=63
+  _globals['_INSTALLERREPOSITORYREQUEST']._serialized_end=125
+  _globals['_INSTALLERREPOSITORY']._serialized_start=127
+  _globals['_INSTALLERREPOSITORY']._serialized_end=186
+  _globals['_BUILDINSTALLERIMAGEREQUEST']._serialized_start=188
+  _globals['_BUILDINSTALLERIMAGEREQUEST']._serialized_end=267
+  _globals['_INSTALLERIMAGEEVENT']._serialized_start=270
+  _globals['_INSTALLERIMAGEEVENT']._serialized_end=415
+  _globals['_INSTALLERIMAGE']._serialized_start=417
+  _globals['_INSTALLERIMAGE']._serialized_end=521
+  _globals['_STATREGISTRYBLOBREQUEST']._serialized_start=523
+  _globals['_STATREGISTRYBLOBREQUEST']._serialized_end=598
+  _globals['_REGISTRYBLOB']._serialized_start=600
+  _globals['_REGISTRYBLOB']._serialized_end=664
+  _globals['_GETSIGNINGCERTIFICATEREQUEST']._serialized_start=666
+  _globals['_GETSIGNINGCERTIFICATEREQUEST']._serialized_end=696
+  _globals['_SIGNINGCERTIFICATE']._serialized_start=698
+  _globals['_SIGNINGCERTIFICATE']._serialized_end=731
+  _globals['_BUILDREQUEST']._serialized_start=733
+  _globals['_BUILDREQUEST']._serialized_end=797
+  _globals['_BUILDEVENT']._serialized_start=800
+  _globals['_BUILDEVENT']._serialized_end=937
+  _globals['_PROGRESS']._serialized_start=939
+  _globals['_PROGRESS']._serialized_end=981
+  _globals['_ASSETDESCRIPTOR']._serialized_start=983
+  _globals['_ASSETDESCRIPTOR']._serialized_end=1086
+  _globals['_READASSETREQUEST']._serialized_start=1088
+  _globals['_READASSETREQUEST']._serialized_end=1154
+  _globals['_ASSETCHUNK']._serialized_start=1156
+  _globals['_ASSETCHUNK']._serialized_end=1182
+  _globals['_BUILDERSERVICE']._serialized_start=1185
+  _globals['_BUILDERSERVICE']._serialized_end=1880
 # @@protoc_insertion_point(module_scope)

@@ -19,6 +19,184 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class InstallerRepositoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLAVOR_ID_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    flavor_id: _builtins.str
+    image: _builtins.str
+    """"installer", "installer-secureboot", "<platform>-installer[-secureboot]"."""
+    def __init__(
+        self,
+        *,
+        flavor_id: _builtins.str = ...,
+        image: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flavor_id", b"flavor_id", "image", b"image"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstallerRepositoryRequest: _TypeAlias = InstallerRepositoryRequest  # noqa: Y015
+
+@_typing.final
+class InstallerRepository(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    SECUREBOOT_FIELD_NUMBER: _builtins.int
+    platform: _builtins.str
+    secureboot: _builtins.bool
+    def __init__(
+        self,
+        *,
+        platform: _builtins.str = ...,
+        secureboot: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["platform", b"platform", "secureboot", b"secureboot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstallerRepository: _TypeAlias = InstallerRepository  # noqa: Y015
+
+@_typing.final
+class BuildInstallerImageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLAVOR_ID_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    flavor_id: _builtins.str
+    image: _builtins.str
+    version: _builtins.str
+    """A "v"-prefixed Talos version, or "latest"."""
+    def __init__(
+        self,
+        *,
+        flavor_id: _builtins.str = ...,
+        image: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flavor_id", b"flavor_id", "image", b"image", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BuildInstallerImageRequest: _TypeAlias = BuildInstallerImageRequest  # noqa: Y015
+
+@_typing.final
+class InstallerImageEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def progress(self) -> Global___Progress: ...
+    @_builtins.property
+    def image(self) -> Global___InstallerImage: ...
+    def __init__(
+        self,
+        *,
+        progress: Global___Progress | None = ...,
+        image: Global___InstallerImage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "image", b"image", "progress", b"progress"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "image", b"image", "progress", b"progress"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["progress", "image"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___InstallerImageEvent: _TypeAlias = InstallerImageEvent  # noqa: Y015
+
+@_typing.final
+class InstallerImage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """The version built, "v"-prefixed ("latest" resolved)."""
+    cached: _builtins.bool
+    """True when the image came from the cache without building or converting."""
+    @_builtins.property
+    def index(self) -> Global___RegistryBlob:
+        """The OCI image index (linux/amd64, then linux/arm64)."""
+
+    def __init__(
+        self,
+        *,
+        index: Global___RegistryBlob | None = ...,
+        version: _builtins.str = ...,
+        cached: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["index", b"index"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "index", b"index", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstallerImage: _TypeAlias = InstallerImage  # noqa: Y015
+
+@_typing.final
+class StatRegistryBlobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLAVOR_ID_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    flavor_id: _builtins.str
+    image: _builtins.str
+    digest: _builtins.str
+    """"sha256:<64 hex>"."""
+    def __init__(
+        self,
+        *,
+        flavor_id: _builtins.str = ...,
+        image: _builtins.str = ...,
+        digest: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "flavor_id", b"flavor_id", "image", b"image"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatRegistryBlobRequest: _TypeAlias = StatRegistryBlobRequest  # noqa: Y015
+
+@_typing.final
+class RegistryBlob(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGEST_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    size: _builtins.int
+    media_type: _builtins.str
+    def __init__(
+        self,
+        *,
+        digest: _builtins.str = ...,
+        size: _builtins.int = ...,
+        media_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "media_type", b"media_type", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistryBlob: _TypeAlias = RegistryBlob  # noqa: Y015
+
+@_typing.final
 class GetSigningCertificateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

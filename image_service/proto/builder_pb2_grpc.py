@@ -49,6 +49,21 @@ class BuilderServiceStub:
                 request_serializer=image__service_dot_proto_dot_builder__pb2.GetSigningCertificateRequest.SerializeToString,
                 response_deserializer=image__service_dot_proto_dot_builder__pb2.SigningCertificate.FromString,
                 _registered_method=True)
+        self.CheckInstallerRepository = channel.unary_unary(
+                '/image_service.builder.v1.BuilderService/CheckInstallerRepository',
+                request_serializer=image__service_dot_proto_dot_builder__pb2.InstallerRepositoryRequest.SerializeToString,
+                response_deserializer=image__service_dot_proto_dot_builder__pb2.InstallerRepository.FromString,
+                _registered_method=True)
+        self.BuildInstallerImage = channel.unary_stream(
+                '/image_service.builder.v1.BuilderService/BuildInstallerImage',
+                request_serializer=image__service_dot_proto_dot_builder__pb2.BuildInstallerImageRequest.SerializeToString,
+                response_deserializer=image__service_dot_proto_dot_builder__pb2.InstallerImageEvent.FromString,
+                _registered_method=True)
+        self.StatRegistryBlob = channel.unary_unary(
+                '/image_service.builder.v1.BuilderService/StatRegistryBlob',
+                request_serializer=image__service_dot_proto_dot_builder__pb2.StatRegistryBlobRequest.SerializeToString,
+                response_deserializer=image__service_dot_proto_dot_builder__pb2.RegistryBlob.FromString,
+                _registered_method=True)
 
 
 class BuilderServiceServicer:
@@ -79,6 +94,38 @@ class BuilderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckInstallerRepository(self, request, context):
+        """--- installer images for the OCI registry frontend (api.md §10) ---
+        Every blob of a built installer image (index, per-arch manifests, configs, layers) is
+        stored by its digest, so its bytes are read with ReadAsset; a repository is
+        "<image>/<flavor ID>", e.g. "metal-installer/<id>".
+
+        Check a repository: NOT_FOUND for an unknown flavor (checked first, as upstream), then
+        INVALID_ARGUMENT "invalid image: <image>" for an image name that is not an installer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BuildInstallerImage(self, request, context):
+        """Build (or find) the multi-arch installer image of a repository for a version tag ("v1.11.3",
+        or "latest" for the newest stable version): both arches' installer tarballs are built in
+        parallel and converted into content-addressed blobs, once per (image, flavor, version)
+        however many callers ask at once. Streams progress events and ends with exactly one image.
+        Errors as Build, plus those of CheckInstallerRepository.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StatRegistryBlob(self, request, context):
+        """Media type and size of one blob of a repository's built images. NOT_FOUND when the
+        repository holds no such blob (or when the repository itself is unknown).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BuilderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +143,21 @@ def add_BuilderServiceServicer_to_server(servicer, server):
                     servicer.GetSigningCertificate,
                     request_deserializer=image__service_dot_proto_dot_builder__pb2.GetSigningCertificateRequest.FromString,
                     response_serializer=image__service_dot_proto_dot_builder__pb2.SigningCertificate.SerializeToString,
+            ),
+            'CheckInstallerRepository': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckInstallerRepository,
+                    request_deserializer=image__service_dot_proto_dot_builder__pb2.InstallerRepositoryRequest.FromString,
+                    response_serializer=image__service_dot_proto_dot_builder__pb2.InstallerRepository.SerializeToString,
+            ),
+            'BuildInstallerImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.BuildInstallerImage,
+                    request_deserializer=image__service_dot_proto_dot_builder__pb2.BuildInstallerImageRequest.FromString,
+                    response_serializer=image__service_dot_proto_dot_builder__pb2.InstallerImageEvent.SerializeToString,
+            ),
+            'StatRegistryBlob': grpc.unary_unary_rpc_method_handler(
+                    servicer.StatRegistryBlob,
+                    request_deserializer=image__service_dot_proto_dot_builder__pb2.StatRegistryBlobRequest.FromString,
+                    response_serializer=image__service_dot_proto_dot_builder__pb2.RegistryBlob.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +241,87 @@ class BuilderService:
             '/image_service.builder.v1.BuilderService/GetSigningCertificate',
             image__service_dot_proto_dot_builder__pb2.GetSigningCertificateRequest.SerializeToString,
             image__service_dot_proto_dot_builder__pb2.SigningCertificate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckInstallerRepository(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/image_service.builder.v1.BuilderService/CheckInstallerRepository',
+            image__service_dot_proto_dot_builder__pb2.InstallerRepositoryRequest.SerializeToString,
+            image__service_dot_proto_dot_builder__pb2.InstallerRepository.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BuildInstallerImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/image_service.builder.v1.BuilderService/BuildInstallerImage',
+            image__service_dot_proto_dot_builder__pb2.BuildInstallerImageRequest.SerializeToString,
+            image__service_dot_proto_dot_builder__pb2.InstallerImageEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StatRegistryBlob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/image_service.builder.v1.BuilderService/StatRegistryBlob',
+            image__service_dot_proto_dot_builder__pb2.StatRegistryBlobRequest.SerializeToString,
+            image__service_dot_proto_dot_builder__pb2.RegistryBlob.FromString,
             options,
             channel_credentials,
             insecure,

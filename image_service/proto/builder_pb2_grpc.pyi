@@ -44,6 +44,26 @@ class BuilderServiceStub:
     """Read a built asset by digest, optionally a byte range of it."""
     GetSigningCertificate: _grpc.UnaryUnaryMultiCallable[_builder_pb2.GetSigningCertificateRequest, _builder_pb2.SigningCertificate]
     """The Secure Boot signing certificate (PEM). NOT_FOUND when Secure Boot is not configured."""
+    CheckInstallerRepository: _grpc.UnaryUnaryMultiCallable[_builder_pb2.InstallerRepositoryRequest, _builder_pb2.InstallerRepository]
+    """--- installer images for the OCI registry frontend (api.md §10) ---
+    Every blob of a built installer image (index, per-arch manifests, configs, layers) is
+    stored by its digest, so its bytes are read with ReadAsset; a repository is
+    "<image>/<flavor ID>", e.g. "metal-installer/<id>".
+
+    Check a repository: NOT_FOUND for an unknown flavor (checked first, as upstream), then
+    INVALID_ARGUMENT "invalid image: <image>" for an image name that is not an installer.
+    """
+    BuildInstallerImage: _grpc.UnaryStreamMultiCallable[_builder_pb2.BuildInstallerImageRequest, _builder_pb2.InstallerImageEvent]
+    """Build (or find) the multi-arch installer image of a repository for a version tag ("v1.11.3",
+    or "latest" for the newest stable version): both arches' installer tarballs are built in
+    parallel and converted into content-addressed blobs, once per (image, flavor, version)
+    however many callers ask at once. Streams progress events and ends with exactly one image.
+    Errors as Build, plus those of CheckInstallerRepository.
+    """
+    StatRegistryBlob: _grpc.UnaryUnaryMultiCallable[_builder_pb2.StatRegistryBlobRequest, _builder_pb2.RegistryBlob]
+    """Media type and size of one blob of a repository's built images. NOT_FOUND when the
+    repository holds no such blob (or when the repository itself is unknown).
+    """
 
 @_typing.type_check_only
 class BuilderServiceAsyncStub(BuilderServiceStub):
@@ -59,6 +79,26 @@ class BuilderServiceAsyncStub(BuilderServiceStub):
     """Read a built asset by digest, optionally a byte range of it."""
     GetSigningCertificate: _aio.UnaryUnaryMultiCallable[_builder_pb2.GetSigningCertificateRequest, _builder_pb2.SigningCertificate]  # type: ignore[assignment]
     """The Secure Boot signing certificate (PEM). NOT_FOUND when Secure Boot is not configured."""
+    CheckInstallerRepository: _aio.UnaryUnaryMultiCallable[_builder_pb2.InstallerRepositoryRequest, _builder_pb2.InstallerRepository]  # type: ignore[assignment]
+    """--- installer images for the OCI registry frontend (api.md §10) ---
+    Every blob of a built installer image (index, per-arch manifests, configs, layers) is
+    stored by its digest, so its bytes are read with ReadAsset; a repository is
+    "<image>/<flavor ID>", e.g. "metal-installer/<id>".
+
+    Check a repository: NOT_FOUND for an unknown flavor (checked first, as upstream), then
+    INVALID_ARGUMENT "invalid image: <image>" for an image name that is not an installer.
+    """
+    BuildInstallerImage: _aio.UnaryStreamMultiCallable[_builder_pb2.BuildInstallerImageRequest, _builder_pb2.InstallerImageEvent]  # type: ignore[assignment]
+    """Build (or find) the multi-arch installer image of a repository for a version tag ("v1.11.3",
+    or "latest" for the newest stable version): both arches' installer tarballs are built in
+    parallel and converted into content-addressed blobs, once per (image, flavor, version)
+    however many callers ask at once. Streams progress events and ends with exactly one image.
+    Errors as Build, plus those of CheckInstallerRepository.
+    """
+    StatRegistryBlob: _aio.UnaryUnaryMultiCallable[_builder_pb2.StatRegistryBlobRequest, _builder_pb2.RegistryBlob]  # type: ignore[assignment]
+    """Media type and size of one blob of a repository's built images. NOT_FOUND when the
+    repository holds no such blob (or when the repository itself is unknown).
+    """
 
 class BuilderServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -89,5 +129,43 @@ class BuilderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_builder_pb2.SigningCertificate, _abc.Awaitable[_builder_pb2.SigningCertificate]]:
         """The Secure Boot signing certificate (PEM). NOT_FOUND when Secure Boot is not configured."""
+
+    @_abc_1.abstractmethod
+    def CheckInstallerRepository(
+        self,
+        request: _builder_pb2.InstallerRepositoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_builder_pb2.InstallerRepository, _abc.Awaitable[_builder_pb2.InstallerRepository]]:
+        """--- installer images for the OCI registry frontend (api.md §10) ---
+        Every blob of a built installer image (index, per-arch manifests, configs, layers) is
+        stored by its digest, so its bytes are read with ReadAsset; a repository is
+        "<image>/<flavor ID>", e.g. "metal-installer/<id>".
+
+        Check a repository: NOT_FOUND for an unknown flavor (checked first, as upstream), then
+        INVALID_ARGUMENT "invalid image: <image>" for an image name that is not an installer.
+        """
+
+    @_abc_1.abstractmethod
+    def BuildInstallerImage(
+        self,
+        request: _builder_pb2.BuildInstallerImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_builder_pb2.InstallerImageEvent], _abc.AsyncIterator[_builder_pb2.InstallerImageEvent]]:
+        """Build (or find) the multi-arch installer image of a repository for a version tag ("v1.11.3",
+        or "latest" for the newest stable version): both arches' installer tarballs are built in
+        parallel and converted into content-addressed blobs, once per (image, flavor, version)
+        however many callers ask at once. Streams progress events and ends with exactly one image.
+        Errors as Build, plus those of CheckInstallerRepository.
+        """
+
+    @_abc_1.abstractmethod
+    def StatRegistryBlob(
+        self,
+        request: _builder_pb2.StatRegistryBlobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_builder_pb2.RegistryBlob, _abc.Awaitable[_builder_pb2.RegistryBlob]]:
+        """Media type and size of one blob of a repository's built images. NOT_FOUND when the
+        repository holds no such blob (or when the repository itself is unknown).
+        """
 
 def add_BuilderServiceServicer_to_server(servicer: BuilderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

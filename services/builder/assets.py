@@ -24,9 +24,16 @@ from services.builder.initramfs import (
     embedded_config_extension,
     schematic_extension,
 )
+from services.builder.installer import (
+    BootFiles,
+    InstallerInputs,
+    build_installer,
+    fetch_installer_base,
+    uses_uki,
+)
 from services.builder.paths import AssetKind, AssetRequest
 from services.builder.quirks import Quirks
-from services.builder.secureboot import PcrSigner, SecureBootKeys
+from services.builder.secureboot import PcrSigner, SecureBootKeys, sign_efi
 from services.builder.uki import build_uki, kernel_version, talos_os_release, uki_profiles
 
 __all__ = ["Assembler", "AssetInputs", "ExtensionInput"]
@@ -54,6 +61,7 @@ class AssetInputs:
     meta: tuple[tuple[int, str], ...]
     external_url: str
     embedded_config: str = ""
+    installer_base_digest: str = ""  # the target arch's manifest of the installer base
 
 
 class Assembler:
@@ -78,6 +86,8 @@ class Assembler:
                 return await self.initramfs(inputs, work)
             case AssetKind.UKI:
                 return await self.uki(inputs, work, output="uki")
+            case AssetKind.INSTALLER:
+                return await self.installer(inputs, work)
             case kind:
                 raise BuildFailed(f"no assembler for {kind}")
 
@@ -94,10 +104,16 @@ class Assembler:
     async def boot_files(
         self, inputs: AssetInputs, work: Path, names: tuple[str, ...]
     ) -> dict[str, Path]:
-        """Copy ``usr/install/<arch>/<name>`` files out of the imager image into ``work``."""
+        """Copy ``usr/install/<arch>/<name>`` files out of the imager image into ``work``
+        (once per build: files already copied by an earlier step are reused)."""
         arch = inputs.request.arch
+        paths = {name: work / f"input-{name}" for name in names}
+        wanted = {
+            f"usr/install/{arch}/{name}": path for name, path in paths.items() if not path.exists()
+        }
+        if not wanted:
+            return paths
         layers = await self._layers(IMAGER_REPO, inputs.imager_digest)
-        wanted = {f"usr/install/{arch}/{name}": work / f"input-{name}" for name in names}
         try:
             found = await asyncio.to_thread(copy_layer_files, layers, wanted)
         except LayerFormatError as exc:
@@ -105,7 +121,7 @@ class Assembler:
         missing = sorted(set(wanted) - found)
         if missing:
             raise BuildFailed(f"imager {inputs.version.tag} lacks {', '.join(missing)}")
-        return {name: work / f"input-{name}" for name in names}
+        return paths
 
     async def _kernel(self, inputs: AssetInputs, work: Path) -> Path:
         files = await self.boot_files(inputs, work, ("vmlinuz",))
@@ -123,6 +139,50 @@ class Assembler:
         if self._keys is None or self._pcr is None:
             raise BuildFailed("a Secure Boot asset was planned without Secure Boot keys")
         return self._keys, self._pcr
+
+    async def systemd_boot(self, inputs: AssetInputs, work: Path) -> Path:
+        """The release's systemd-boot, signed with the service's key for Secure Boot."""
+        plain = (await self.boot_files(inputs, work, ("systemd-boot.efi",)))["systemd-boot.efi"]
+        keys, _ = self.signing(inputs)
+        if keys is None:
+            return plain
+        signed = work / "systemd-boot.signed.efi"
+        await asyncio.to_thread(sign_efi, plain, keys, signed)
+        return signed
+
+    async def installer(self, inputs: AssetInputs, work: Path) -> Path:
+        """The installer image for one arch as a docker-archive (talos-assets.md §12)."""
+        request = inputs.request
+        arch = str(request.arch)
+        base = await fetch_installer_base(
+            self._release, inputs.quirks, inputs.version, arch, inputs.installer_base_digest
+        )
+        if uses_uki(inputs.quirks, request.secureboot):
+            boot = BootFiles(
+                systemd_boot=await self.systemd_boot(inputs, work),
+                uki=await self.uki(inputs, work, output="installer"),
+            )
+        else:
+            kernel = (await self.boot_files(inputs, work, ("vmlinuz",)))["vmlinuz"]
+            boot = BootFiles(kernel=kernel, initramfs=await self.initramfs(inputs, work))
+        out = work / "installer.tar"
+        installer_inputs = InstallerInputs(
+            version=inputs.version,
+            arch=arch,
+            quirks=inputs.quirks,
+            secureboot=request.secureboot,
+            base=base,
+            boot=boot,
+        )
+        cancel = threading.Event()
+        try:
+            await asyncio.to_thread(
+                build_installer, installer_inputs, work / "installer", out, cancel=cancel
+            )
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        return out
 
     async def uki(self, inputs: AssetInputs, work: Path, *, output: str) -> Path:
         """A UKI (signed for Secure Boot) for ``output``: ``uki``, ``iso``, ``image``,

@@ -30,6 +30,7 @@ from services.builder.catalogs import Peers
 from services.builder.cmdline import build_cmdline
 from services.builder.downloads import content_type
 from services.builder.errors import InvalidProfile, KindNotBuilt
+from services.builder.installer import installer_base_repository
 from services.builder.paths import AssetKind, AssetRequest, parse_path
 from services.builder.quirks import Quirks, quirks_for
 from services.builder.scheduler import Built, Scheduler
@@ -42,7 +43,15 @@ IMAGER_REPO = "siderolabs/imager"
 # Appended to every build key; add a line when a fixed bug must invalidate cached assets.
 ERRATA_SALTS: tuple[str, ...] = ("image-service initramfs layout v1",)
 
-BUILT_KINDS = frozenset({AssetKind.KERNEL, AssetKind.CMDLINE, AssetKind.INITRAMFS, AssetKind.UKI})
+BUILT_KINDS = frozenset(
+    {
+        AssetKind.KERNEL,
+        AssetKind.CMDLINE,
+        AssetKind.INITRAMFS,
+        AssetKind.UKI,
+        AssetKind.INSTALLER,
+    }
+)
 # Kinds whose output holds the initramfs with the flavor's extensions (api.md §6.5).
 WITH_INITRAMFS = frozenset(
     {AssetKind.INITRAMFS, AssetKind.UKI, AssetKind.ISO, AssetKind.IMAGE, AssetKind.INSTALLER}
@@ -216,6 +225,13 @@ class Pipeline:
             profile = replace(profile, cmdline=_cmdline(request, flavor, version, quirks))
         if kind is AssetKind.IMAGE:
             profile = replace(profile, meta=tuple((m.key, m.value) for m in custom.meta))
+        base = ""
+        if kind is AssetKind.INSTALLER:
+            base = await self._manifest_digest(
+                installer_base_repository(quirks),
+                version.tag,
+                Platform("linux", str(request.arch)),
+            )
         inputs = AssetInputs(
             request=request,
             version=version,
@@ -228,10 +244,12 @@ class Pipeline:
             meta=profile.meta,
             external_url=self._external_url,
             embedded_config=profile.embedded_config,
+            installer_base_digest=base,
         )
         material: dict[str, object] = {
             "profile": asdict(profile),
             "imager": imager,
+            "installer_base": base,
             "salts": list(ERRATA_SALTS),
         }
         return _Plan(profile, inputs, material)

@@ -21,6 +21,7 @@ from image_service.storage.base import check_digest
 from services.builder.errors import InvalidPath
 from services.builder.metrics import BuilderMetrics
 from services.builder.pipeline import BuildResult, Pipeline
+from services.builder.registry_images import InstallerImages, InstallerImagesServicer
 from services.builder.scheduler import ASSET_NAMESPACE
 
 __all__ = ["BuilderServicer"]
@@ -34,7 +35,7 @@ _BuildContext = grpc.aio.ServicerContext[builder_pb2.BuildRequest, builder_pb2.B
 _ReadContext = grpc.aio.ServicerContext[builder_pb2.ReadAssetRequest, builder_pb2.AssetChunk]
 
 
-class BuilderServicer(builder_pb2_grpc.BuilderServiceServicer):
+class BuilderServicer(InstallerImagesServicer, builder_pb2_grpc.BuilderServiceServicer):
     def __init__(
         self,
         pipeline: Pipeline,
@@ -42,7 +43,9 @@ class BuilderServicer(builder_pb2_grpc.BuilderServiceServicer):
         metrics: BuilderMetrics,
         *,
         signing_cert: bytes | None = None,
+        installer_images: InstallerImages | None = None,
     ) -> None:
+        self.installer_images = installer_images
         self._pipeline = pipeline
         self._store = store
         self._metrics = metrics
