@@ -42,7 +42,12 @@ from image_service.settings import Settings, StorageKind
 from image_service.storage import BlobStore
 from image_service.storage.filesystem import FilesystemStore
 from image_service.versions import Version
-from image_service.web import BodyTooLarge, RequestContextMiddleware, text_response
+from image_service.web import (
+    BodyTooLarge,
+    RequestContextMiddleware,
+    healthz_route,
+    text_response,
+)
 from services.builder.assets import Assembler
 from services.builder.catalogs import Peers
 from services.builder.metrics import BuilderMetrics
@@ -68,6 +73,8 @@ class Component(StrEnum):
     CATALOG = "catalog"
     BUILDER = "builder"
     HTTP = "http"
+    PXE = "pxe"
+    REGISTRY = "registry"
 
 
 def build_store(settings: Settings) -> BlobStore:
@@ -307,11 +314,23 @@ def _http_routes(
         metrics=running.metrics,
         max_request_bytes=settings.max_request_bytes,
     )
-    return (
-        frontend.routes()
-        + PxeFrontend(builder, settings.pxe_base_url).routes()
-        + RegistryFrontend(builder).routes()
-    )
+    return frontend.routes()
+
+
+def _builder_frontend_routes(
+    settings: Settings, running: _Running, component: Component, builder_address: str
+) -> list[BaseRoute]:
+    """The routes of the PXE or registry frontend, which only talk to the builder."""
+    builder = open_channel(builder_address)
+    running.channels.append(builder)
+    if component is Component.PXE:
+        return PxeFrontend(builder, settings.pxe_base_url).routes()
+    return RegistryFrontend(builder).routes()
+
+
+def _alone(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """A frontend run alone answers /healthz itself (the HTTP frontend already has it)."""
+    return [healthz_route(), *routes]
 
 
 async def _run(settings: Settings, setup: Callable[[_Running], Awaitable[None]]) -> None:
@@ -357,13 +376,16 @@ async def serve(settings: Settings) -> None:
             catalog_address=catalog,
             signing=signing,
         )
+        builder = f"127.0.0.1:{builder_port}"
         routes = _http_routes(
             settings,
             running,
             flavor_address=flavor,
             catalog_address=catalog,
-            builder_address=f"127.0.0.1:{builder_port}",
+            builder_address=builder,
         )
+        for frontend in (Component.PXE, Component.REGISTRY):
+            routes += _builder_frontend_routes(settings, running, frontend, builder)
         running.http = _uvicorn(settings, build_web_app(settings, routes))
         log.info("serving on http://%s (external URL %s)", settings.listen, settings.base_url)
 
@@ -395,6 +417,11 @@ async def run_component(component: Component, settings: Settings) -> None:
                 flavor_address=settings.flavor_address,
                 catalog_address=settings.catalog_address,
                 builder_address=settings.builder_address,
+            )
+            running.http = _uvicorn(settings, build_web_app(settings, routes))
+        elif component in (Component.PXE, Component.REGISTRY):
+            routes = _alone(
+                _builder_frontend_routes(settings, running, component, settings.builder_address)
             )
             running.http = _uvicorn(settings, build_web_app(settings, routes))
 

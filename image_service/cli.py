@@ -33,6 +33,8 @@ _REQUIRED: dict[Component, tuple[str, ...]] = {
     Component.CATALOG: (),
     Component.BUILDER: ("flavor_address", "catalog_address"),
     Component.HTTP: ("flavor_address", "catalog_address", "builder_address"),
+    Component.PXE: ("builder_address",),
+    Component.REGISTRY: ("builder_address",),
 }
 
 

@@ -21,7 +21,8 @@ import urllib.parse
 import uuid
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from image_service import __version__
@@ -33,6 +34,7 @@ __all__ = [
     "BodyTooLarge",
     "RequestContextMiddleware",
     "content_disposition",
+    "healthz_route",
     "read_body",
     "text_response",
 ]
@@ -128,3 +130,12 @@ def content_disposition(filename: str) -> str:
     if fallback != name:
         header += "; filename*=UTF-8''" + urllib.parse.quote(name, safe=_ATTR_CHAR_PUNCTUATION)
     return header
+
+
+async def _healthz(request: Request) -> Response:
+    return Response(status_code=200)
+
+
+def healthz_route() -> Route:
+    """``GET|HEAD /healthz``: 200 while the process serves HTTP (every frontend has it)."""
+    return Route("/healthz", _healthz, methods=["GET", "HEAD"])

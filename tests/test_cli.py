@@ -8,8 +8,9 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support.registry import free_port
+from tests.support.registry import LocalRegistry, free_port
 from tests.support.service import EXECUTABLE, ServiceProcess
 
 EMPTY_ID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
@@ -127,3 +128,49 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.registry
+def test_every_component_runs_as_its_own_process(
+    release_registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """The scaled-out shape of compose.yaml, with real processes on loopback."""
+    registry = ["--image-registry", release_registry.host, "--insecure-image-registry"]
+    data = ["--data-dir", str(tmp_path / "data")]
+    procs: list[ServiceProcess] = []
+
+    def start(name: str, args: list[str], *, http: bool) -> ServiceProcess:
+        proc = ServiceProcess(["run", name, *args], tmp_path / f"{name}.log", http=http)
+        flag = "--listen" if http else "--grpc-listen"
+        proc.args += [flag, f"127.0.0.1:{proc.port}"]
+        procs.append(proc.start())
+        return proc
+
+    try:
+        flavor = start("flavor", data, http=False)
+        catalog = start("catalog", [*data, *registry], http=False)
+        peers = [
+            "--flavor-address",
+            f"127.0.0.1:{flavor.port}",
+            "--catalog-address",
+            f"127.0.0.1:{catalog.port}",
+        ]
+        builder = start("builder", [*data, *registry, *peers], http=False)
+        to_builder = ["--builder-address", f"127.0.0.1:{builder.port}"]
+        http = start("http", [*peers, *to_builder], http=True)
+        pxe = start("pxe", [*to_builder, "--external-pxe-url", "http://pxe.example/"], http=True)
+        oci = start("registry", to_builder, http=True)
+
+        assert httpx.post(f"{http.url}/schematics", content="{}").json()["id"] == EMPTY_ID
+        assert httpx.get(f"{http.url}/versions").json()[0] == "v1.7.7"
+        cmdline = httpx.get(f"{http.url}/image/{EMPTY_ID}/v1.11.3/cmdline-metal-amd64")
+        assert cmdline.status_code == 200
+        script = httpx.get(f"{pxe.url}/pxe/{EMPTY_ID}/v1.11.3/metal-amd64").text
+        assert script.startswith("#!ipxe\n")
+        assert f"kernel http://pxe.example/image/{EMPTY_ID}/v1.11.3/kernel-amd64 " in script
+        assert cmdline.text in script
+        assert httpx.get(f"{oci.url}/v2/").status_code == 200
+        assert httpx.get(f"{http.url}/readyz").status_code == 200
+    finally:
+        for proc in reversed(procs):
+            assert proc.stop() == 0, proc.log()

@@ -58,13 +58,17 @@ def test_container_command_and_environment_validate(name: str) -> None:
     assert registry in services
 
 
-def test_router_reaches_the_http_frontend() -> None:
+def test_router_reaches_every_frontend() -> None:
     conf = (ROOT / "deploy" / "router.conf").read_text()
-    upstreams = set(re.findall(r"proxy_pass http://([a-z]+):(\d+)", conf))
-    http = compose()["services"]["http"]["command"]
-    for host, port in upstreams:
-        assert host in compose()["services"]
-        assert f"0.0.0.0:{port}" in http
+    pattern = r"location (\S+) \{\s*proxy_pass http://([a-z-]+):(\d+)"
+    routes = {location: (host, port) for location, host, port in re.findall(pattern, conf)}
+    services = compose()["services"]
+    expected = {"/pxe/": "pxe", "/v2": "registry", "/": "http"}
+    for location, component in expected.items():
+        host, port = routes[location]
+        command = services[host]["command"]
+        assert command[:2] == ["run", component], (location, command)
+        assert f"0.0.0.0:{port}" in command
 
 
 def test_dockerfile_copies_every_package() -> None:

@@ -37,7 +37,7 @@ from image_service.proto import (
     flavor_pb2,
     flavor_pb2_grpc,
 )
-from image_service.web import read_body, text_response
+from image_service.web import healthz_route, read_body, text_response
 
 __all__ = ["HttpFrontend", "go_json"]
 
@@ -82,7 +82,7 @@ class HttpFrontend:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
+            healthz_route(),
             Route("/readyz", self.readyz, methods=["GET", "HEAD"]),
             Route("/schematics", self.create_schematic, methods=["POST"]),
             Route("/flavors", self.create_flavor, methods=["POST"]),
@@ -110,9 +110,6 @@ class HttpFrontend:
 
     async def metrics(self, request: Request) -> Response:
         return Response(generate_latest(self._metrics), media_type=CONTENT_TYPE_LATEST)
-
-    async def healthz(self, request: Request) -> Response:
-        return Response(status_code=200)
 
     async def readyz(self, request: Request) -> Response:
         try:
