@@ -16,6 +16,7 @@ from pathlib import Path
 from image_service.imagefs import LayerFormatError, copy_layer_files
 from image_service.oci import RegistryClient, RegistryError
 from image_service.versions import Version
+from services.builder.disk import DiskInputs, build_disk_image
 from services.builder.errors import BuildFailed
 from services.builder.initramfs import (
     ExtensionLayers,
@@ -32,8 +33,14 @@ from services.builder.installer import (
     uses_uki,
 )
 from services.builder.paths import AssetKind, AssetRequest
-from services.builder.quirks import Quirks
-from services.builder.secureboot import PcrSigner, SecureBootKeys, sign_efi
+from services.builder.quirks import Bootloader, Quirks
+from services.builder.secureboot import (
+    EnrollmentFiles,
+    PcrSigner,
+    SecureBootKeys,
+    enrollment_files,
+    sign_efi,
+)
 from services.builder.uki import build_uki, kernel_version, talos_os_release, uki_profiles
 
 __all__ = ["Assembler", "AssetInputs", "ExtensionInput"]
@@ -62,6 +69,9 @@ class AssetInputs:
     external_url: str
     embedded_config: str = ""
     installer_base_digest: str = ""  # the target arch's manifest of the installer base
+    bootloader: str = ""  # disk images and ISOs: the selected bootloader
+    enroll_keys: str = "if-safe"  # sd-boot secure-boot-enroll mode (Secure Boot)
+    sector_size: int = 512  # disk images
 
 
 class Assembler:
@@ -88,6 +98,8 @@ class Assembler:
                 return await self.uki(inputs, work, output="uki")
             case AssetKind.INSTALLER:
                 return await self.installer(inputs, work)
+            case AssetKind.IMAGE:
+                return await self.disk_image(inputs, work)
             case kind:
                 raise BuildFailed(f"no assembler for {kind}")
 
@@ -184,6 +196,47 @@ class Assembler:
             raise
         return out
 
+    async def enrollment(self, inputs: AssetInputs, work: Path) -> EnrollmentFiles | None:
+        """PK/KEK/db auto-enrolment files for Secure Boot media (talos-assets.md §13)."""
+        keys, _ = self.signing(inputs)
+        if keys is None:
+            return None
+        return await asyncio.to_thread(enrollment_files, keys, work / "enroll")
+
+    async def disk_image(self, inputs: AssetInputs, work: Path) -> Path:
+        """A disk image in the requested format and compression (talos-assets.md §9, §10)."""
+        request = inputs.request
+        bootloader = Bootloader(inputs.bootloader)
+        kernel = (await self.boot_files(inputs, work, ("vmlinuz",)))["vmlinuz"]
+        initramfs = await self.initramfs(inputs, work)
+        uki = systemd_boot = None
+        if bootloader is not Bootloader.GRUB:
+            uki = await self.uki(inputs, work, output="image")
+            systemd_boot = await self.systemd_boot(inputs, work)
+        assert request.disk_format is not None
+        disk = DiskInputs(
+            version=inputs.version,
+            arch=request.arch,
+            platform=request.platform,
+            quirks=inputs.quirks,
+            bootloader=bootloader,
+            kernel=kernel,
+            initramfs=initramfs,
+            cmdline=inputs.cmdline,
+            disk_format=request.disk_format,
+            compression=request.compression,
+            sector_size=inputs.sector_size,
+            meta=inputs.meta,
+            uki=uki,
+            systemd_boot=systemd_boot,
+            secureboot=request.secureboot,
+            enroll_mode=inputs.enroll_keys,
+            enrollment=await self.enrollment(inputs, work),
+        )
+        out = work / "disk-image"
+        await asyncio.to_thread(build_disk_image, disk, work / "disk", out)
+        return out
+
     async def uki(self, inputs: AssetInputs, work: Path, *, output: str) -> Path:
         """A UKI (signed for Secure Boot) for ``output``: ``uki``, ``iso``, ``image``,
         ``installer`` — which decides the profiles (reset entries) it carries."""
@@ -233,10 +286,13 @@ class Assembler:
         return layers
 
     async def initramfs(self, inputs: AssetInputs, work: Path) -> Path:
-        """The base initramfs with the flavor's extensions appended (talos-assets.md §4)."""
+        """The base initramfs with the flavor's extensions appended (talos-assets.md §4);
+        built once per build, later steps (UKI, disk image) reuse it."""
+        out = work / "initramfs.xz"
+        if out.exists():
+            return out
         base = (await self.boot_files(inputs, work, ("initramfs.xz",)))["initramfs.xz"]
         extensions = await self.extensions(inputs, work)
-        out = work / "initramfs.xz"
         options = InitramfsOptions.for_version(inputs.version)
         cancel = threading.Event()
         build = asyncio.to_thread(

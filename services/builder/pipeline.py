@@ -32,7 +32,7 @@ from services.builder.downloads import content_type
 from services.builder.errors import InvalidProfile, KindNotBuilt
 from services.builder.installer import installer_base_repository
 from services.builder.paths import AssetKind, AssetRequest, parse_path
-from services.builder.quirks import Quirks, quirks_for
+from services.builder.quirks import Quirks, quirks_for, select_bootloader
 from services.builder.scheduler import Built, Scheduler
 from services.flavor.model import Flavor
 
@@ -50,6 +50,7 @@ BUILT_KINDS = frozenset(
         AssetKind.INITRAMFS,
         AssetKind.UKI,
         AssetKind.INSTALLER,
+        AssetKind.IMAGE,
     }
 )
 # Kinds whose output holds the initramfs with the flavor's extensions (api.md §6.5).
@@ -109,6 +110,11 @@ class Profile:
     embedded_config: str = ""
     cmdline: str = ""
     signing: str = ""  # identity of the Secure Boot keys that sign the asset
+    bootloader: str = ""
+    enroll_keys: str = ""
+    disk_format: str = ""
+    compression: str = ""
+    sector_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -224,7 +230,26 @@ class Pipeline:
         if kind in WITH_CMDLINE:
             profile = replace(profile, cmdline=_cmdline(request, flavor, version, quirks))
         if kind is AssetKind.IMAGE:
-            profile = replace(profile, meta=tuple((m.key, m.value) for m in custom.meta))
+            profile = replace(
+                profile,
+                meta=tuple((m.key, m.value) for m in custom.meta),
+                disk_format=str(request.disk_format),
+                compression=str(request.compression),
+                sector_size=custom.disk_image.sector_size or 512,
+            )
+        if kind in (AssetKind.IMAGE, AssetKind.ISO):
+            bootloader = select_bootloader(
+                quirks,
+                str(request.arch),
+                secureboot=request.secureboot,
+                requested=str(custom.bootloader),
+                iso=kind is AssetKind.ISO,
+            )
+            profile = replace(
+                profile,
+                bootloader=str(bootloader),
+                enroll_keys=custom.secureboot.enroll_keys or "if-safe",
+            )
         base = ""
         if kind is AssetKind.INSTALLER:
             base = await self._manifest_digest(
@@ -245,6 +270,9 @@ class Pipeline:
             external_url=self._external_url,
             embedded_config=profile.embedded_config,
             installer_base_digest=base,
+            bootloader=profile.bootloader,
+            enroll_keys=profile.enroll_keys,
+            sector_size=profile.sector_size,
         )
         material: dict[str, object] = {
             "profile": asdict(profile),
