@@ -32,6 +32,7 @@ from services.builder.installer import (
     fetch_installer_base,
     uses_uki,
 )
+from services.builder.iso import EnrollKeys, IsoInputs, IsoKind, IsoSecureBoot, build_iso
 from services.builder.paths import AssetKind, AssetRequest
 from services.builder.quirks import Bootloader, Quirks
 from services.builder.secureboot import (
@@ -100,6 +101,8 @@ class Assembler:
                 return await self.installer(inputs, work)
             case AssetKind.IMAGE:
                 return await self.disk_image(inputs, work)
+            case AssetKind.ISO:
+                return await self.iso(inputs, work)
             case kind:
                 raise BuildFailed(f"no assembler for {kind}")
 
@@ -235,6 +238,42 @@ class Assembler:
         )
         out = work / "disk-image"
         await asyncio.to_thread(build_disk_image, disk, work / "disk", out)
+        return out
+
+    async def iso(self, inputs: AssetInputs, work: Path) -> Path:
+        """A bootable ISO: GRUB, hybrid or UEFI-only per version and flavor (§8)."""
+        kind = IsoKind(inputs.bootloader)
+        kernel = initramfs = uki = systemd_boot = None
+        if kind.uses_grub:
+            kernel = (await self.boot_files(inputs, work, ("vmlinuz",)))["vmlinuz"]
+            initramfs = await self.initramfs(inputs, work)
+        if kind.uses_uki:
+            uki = await self.uki(inputs, work, output="iso")
+            systemd_boot = await self.systemd_boot(inputs, work)
+        secureboot = None
+        enrollment = await self.enrollment(inputs, work)
+        if enrollment is not None and self._keys is not None:
+            secureboot = IsoSecureBoot(enrollment, self._keys.signing_cert_der())
+        iso_inputs = IsoInputs(
+            version=inputs.version.tag,
+            arch=str(inputs.request.arch),
+            quirks=inputs.quirks,
+            kind=kind,
+            cmdline=inputs.cmdline,
+            kernel=kernel,
+            initramfs=initramfs,
+            systemd_boot=systemd_boot,
+            uki=uki,
+            enroll_keys=EnrollKeys(inputs.enroll_keys),
+            secureboot=secureboot,
+        )
+        out = work / "image.iso"
+        cancel = threading.Event()
+        try:
+            await asyncio.to_thread(build_iso, iso_inputs, work / "iso-build", out, cancel=cancel)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
         return out
 
     async def uki(self, inputs: AssetInputs, work: Path, *, output: str) -> Path:

@@ -29,8 +29,9 @@ from services.builder.assets import Assembler, AssetInputs, ExtensionInput
 from services.builder.catalogs import Peers
 from services.builder.cmdline import build_cmdline
 from services.builder.downloads import content_type
-from services.builder.errors import InvalidProfile, KindNotBuilt
+from services.builder.errors import InvalidProfile, KindNotBuilt, go_quote
 from services.builder.installer import installer_base_repository
+from services.builder.iso import plan_iso
 from services.builder.paths import AssetKind, AssetRequest, parse_path
 from services.builder.quirks import Quirks, quirks_for, select_bootloader
 from services.builder.scheduler import Built, Scheduler
@@ -51,8 +52,11 @@ BUILT_KINDS = frozenset(
         AssetKind.UKI,
         AssetKind.INSTALLER,
         AssetKind.IMAGE,
+        AssetKind.ISO,
     }
 )
+# sd-boot's secure-boot-enroll modes (flavor secureboot.enrollKeys).
+ENROLL_MODES = frozenset({"off", "manual", "if-safe", "force"})
 # Kinds whose output holds the initramfs with the flavor's extensions (api.md §6.5).
 WITH_INITRAMFS = frozenset(
     {AssetKind.INITRAMFS, AssetKind.UKI, AssetKind.ISO, AssetKind.IMAGE, AssetKind.INSTALLER}
@@ -237,19 +241,32 @@ class Pipeline:
                 compression=str(request.compression),
                 sector_size=custom.disk_image.sector_size or 512,
             )
+        if kind is AssetKind.IMAGE:
+            bootloader = str(
+                select_bootloader(
+                    quirks,
+                    str(request.arch),
+                    secureboot=request.secureboot,
+                    requested=str(custom.bootloader),
+                )
+            )
+        elif kind is AssetKind.ISO:
+            bootloader = str(
+                plan_iso(
+                    quirks,
+                    str(request.arch),
+                    secureboot=request.secureboot,
+                    requested=str(custom.bootloader),
+                )
+            )
         if kind in (AssetKind.IMAGE, AssetKind.ISO):
-            bootloader = select_bootloader(
-                quirks,
-                str(request.arch),
-                secureboot=request.secureboot,
-                requested=str(custom.bootloader),
-                iso=kind is AssetKind.ISO,
-            )
-            profile = replace(
-                profile,
-                bootloader=str(bootloader),
-                enroll_keys=custom.secureboot.enroll_keys or "if-safe",
-            )
+            enroll = custom.secureboot.enroll_keys or "if-safe"
+            if request.secureboot and enroll not in ENROLL_MODES:
+                raise InvalidProfile(
+                    f"invalid secureboot enrollKeys value {go_quote(enroll)}: {enroll} does not "
+                    "belong to SDBootEnrollKeys values"
+                )
+            profile = replace(profile, bootloader=bootloader, enroll_keys=enroll)
         base = ""
         if kind is AssetKind.INSTALLER:
             base = await self._manifest_digest(

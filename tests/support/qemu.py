@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-__all__ = ["BootResult", "Firmware", "FirmwareFiles", "boot", "firmware_files", "qemu_argv"]
+__all__ = [
+    "BootResult",
+    "Firmware",
+    "FirmwareFiles",
+    "boot",
+    "cd_args",
+    "firmware_files",
+    "qemu_argv",
+]
 
 
 class Firmware(StrEnum):
@@ -254,3 +262,13 @@ def boot(
         returncode=proc.returncode,
         stderr=stderr_path.read_text(errors="replace"),
     )
+
+
+def cd_args(arch: str, iso: Path) -> list[str]:
+    """QEMU arguments attaching ``iso`` as a CD-ROM (IDE on x86, virtio-scsi on arm64 virt)."""
+    if arch == "amd64":
+        return ["-cdrom", str(iso)]
+    return [
+        "-drive", f"file={iso},if=none,id=cd,format=raw,readonly=on,media=cdrom",
+        "-device", "virtio-scsi-pci,id=scsi", "-device", "scsi-cd,drive=cd",
+    ]  # fmt: skip
