@@ -56,6 +56,7 @@ from services.builder.registry_images import InstallerImages
 from services.builder.scheduler import Scheduler
 from services.builder.secureboot import PcrSigner, SecureBootKeyError, SecureBootKeys
 from services.builder.service import BuilderServicer
+from services.builder.tools import BUILDER_TOOLS, MissingTools, check_tools
 from services.catalog.catalog import Catalog
 from services.catalog.service import CatalogServicer
 from services.flavor.service import FlavorServicer
@@ -223,6 +224,14 @@ class _Signing:
         return f"cert:{cert} pcr:{self.pcr.fingerprint}"
 
 
+def _check_builder_tools() -> None:
+    """Refuse to start a builder that would fail later for want of a tool (names packages)."""
+    try:
+        check_tools(BUILDER_TOOLS)
+    except MissingTools as exc:
+        raise OSError(str(exc)) from exc
+
+
 def _load_signing(settings: Settings) -> _Signing | None:
     """Load and check the Secure Boot keys before anything listens (errors name the file)."""
     key, cert, pcr = (
@@ -364,6 +373,7 @@ async def serve(settings: Settings) -> None:
     """The embedded default: everything in this process, one HTTP port."""
 
     signing = _load_signing(settings)
+    _check_builder_tools()
 
     async def setup(running: _Running) -> None:
         flavor = f"127.0.0.1:{await _start_flavor(settings, '127.0.0.1:0', running)}"
@@ -394,7 +404,10 @@ async def serve(settings: Settings) -> None:
 
 async def run_component(component: Component, settings: Settings) -> None:
     """Run one part alone, addressed by flags."""
-    signing = _load_signing(settings) if component is Component.BUILDER else None
+    signing = None
+    if component is Component.BUILDER:
+        signing = _load_signing(settings)
+        _check_builder_tools()
 
     async def setup(running: _Running) -> None:
         if component is Component.FLAVOR:

@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from frontends.http.downloads import parse_range
 from frontends.registry.errors import API_VERSION_HEADERS, Subject, oci_error, rpc_error
+from image_service.errors import go_quote
 from image_service.oci import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, OCI_INDEX, OCTET_STREAM
 from image_service.proto import builder_pb2, builder_pb2_grpc
 
@@ -87,17 +88,12 @@ class RegistryPath:
     reference: str
 
 
-def _quote(text: str) -> str:
-    """Go's ``%q`` for the printable paths clients send (JSON quoting for the rest)."""
-    return json.dumps(text, ensure_ascii=False)
-
-
 def parse_v2_path(path: str) -> Ping | UnknownPath | RegistryPath:
     """Parse what follows ``/v2`` (api.md §10.1)."""
     segments = path.strip("/").split("/")
     if segments == [""]:
         return Ping()
-    unknown = UnknownPath(f"unknown registry path: {_quote('/' + path.lstrip('/'))}")
+    unknown = UnknownPath(f"unknown registry path: {go_quote('/' + path.lstrip('/'))}")
     if len(segments) < 3 or not segments[-1]:
         return unknown
     if segments[0] == "siderolabs":

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from image_service.errors import InvalidInput, Overloaded, ServiceError, Unsupported
+from image_service.errors import InvalidInput, Overloaded, ServiceError, Unsupported, go_quote
 from image_service.versions import Version
 
 __all__ = [
@@ -42,43 +42,6 @@ __all__ = [
     "KindNotBuilt",
     "go_quote",
 ]
-
-_GO_ESCAPES = {
-    "\a": r"\a",
-    "\b": r"\b",
-    "\f": r"\f",
-    "\n": r"\n",
-    "\r": r"\r",
-    "\t": r"\t",
-    "\v": r"\v",
-    '"': r"\"",
-    "\\": r"\\",
-}
-
-
-def go_quote(text: str) -> str:
-    """``text`` quoted like Go's ``%q`` (``strconv.Quote``): printable runes kept, others escaped.
-
-    Lone surrogates ``U+DC80..U+DCFF`` (how Python's ``surrogateescape`` keeps undecodable
-    bytes) are shown as the ``\\xNN`` byte Go would print for the invalid UTF-8 byte.
-    """
-    out = ['"']
-    for char in text:
-        code = ord(char)
-        if char in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[char])
-        elif 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif char.isprintable():
-            out.append(char)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 class BuildError(ServiceError):

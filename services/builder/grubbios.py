@@ -42,6 +42,7 @@ from pathlib import Path
 
 from services.builder.errors import BuildFailed
 from services.builder.gpt import guid_from_label
+from services.builder.grub import grub_quote
 from services.builder.tools import run
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
     "build_boot_partition",
     "embed_bios",
     "grub_cfg",
-    "grub_quote",
     "mkimage_bios_core",
     "mkimage_efi",
     "xfs_config",
@@ -81,12 +81,6 @@ _DRIVE_CHECK = 0x66
 _BLOCKLIST = 0x1F4
 _RESET_TITLE = "Reset Talos installation and return to maintenance mode"
 _RESET_ARG = "talos.experimental.wipe=system:EPHEMERAL,STATE"
-_QUOTED = frozenset('\\{}&$|;<>"')
-
-
-def grub_quote(text: str) -> str:
-    """Backslash-escape ``\\ { } & $ | ; < > "``; no surrounding quotes (§8.2)."""
-    return "".join("\\" + c if c in _QUOTED else c for c in text)
 
 
 def _entry(title: str, cmdline: str) -> str:

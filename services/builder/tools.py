@@ -36,6 +36,7 @@ from typing import IO, BinaryIO
 from services.builder.errors import BuildFailed
 
 __all__ = [
+    "BUILDER_TOOLS",
     "DEFAULT_PATH",
     "SOURCE_DATE_EPOCH",
     "TOOL_PACKAGES",
@@ -58,6 +59,11 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Tool -> the Debian package that provides it (for "install X" hints).
 TOOL_PACKAGES: Mapping[str, str] = {
     "cert-to-efi-sig-list": "efitools",
+    "cp": "coreutils",
+    "grub-mkimage": "grub-common",
+    "gzip": "gzip",
+    "mattrib": "mtools",
+    "tar": "tar",
     "cpio": "cpio",
     "depmod": "kmod",
     "grub-mkrescue": "grub-common",
@@ -79,6 +85,15 @@ TOOL_PACKAGES: Mapping[str, str] = {
     "xz": "xz-utils",
     "zstd": "zstd",
 }
+
+# Every tool some asset kind runs; the builder checks them all before it starts serving.
+BUILDER_TOOLS: tuple[str, ...] = (
+    "xz", "zstd", "gzip", "tar", "cp",
+    "mksquashfs", "unsquashfs", "depmod",
+    "sbsign", "sign-efi-sig-list",
+    "xorriso", "grub-mkrescue", "grub-mkimage",
+    "mformat", "mcopy", "mmd", "mattrib", "mkfs.vfat", "mkfs.xfs", "qemu-img",
+)  # fmt: skip
 
 _STDERR_TAIL = 2000
 _KILL_GRACE = 5.0

@@ -31,7 +31,8 @@ from services.builder.cmdline import build_cmdline
 from services.builder.disk import DiskInputs, build_disk_image, plan_layout
 from services.builder.errors import BuildFailed, InvalidPath, InvalidProfile
 from services.builder.gpt import guid_from_label
-from services.builder.grubbios import grub_cfg, grub_quote
+from services.builder.grub import grub_quote
+from services.builder.grubbios import grub_cfg
 from services.builder.meta_adv import AdvError, encode_adv, parse_adv
 from services.builder.platforms import Arch
 from services.builder.quirks import Bootloader, quirks_for, select_bootloader
