@@ -116,7 +116,12 @@ def test_partition_table_and_meta(
 @pytest.mark.boot
 @pytest.mark.parametrize(
     ("version", "firmware"),
-    [("v1.11.3", Firmware.BIOS), ("v1.11.3", Firmware.UEFI), ("v1.7.7", Firmware.BIOS)],
+    [
+        ("v1.11.3", Firmware.BIOS),
+        ("v1.11.3", Firmware.UEFI),
+        ("v1.7.7", Firmware.BIOS),
+        ("v1.7.7", Firmware.UEFI),
+    ],
 )
 def test_raw_zst_boots(
     service: ServiceProcess, flavor_id: str, tmp_path: Path, version: str, firmware: Firmware

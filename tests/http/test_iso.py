@@ -3,6 +3,7 @@ and the Secure Boot ISO's signatures checked against the certificate the service
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,43 @@ def test_secureboot_iso_is_signed_by_the_service(service: ServiceProcess, tmp_pa
             ["sbverify", "--cert", str(cert), str(out)], capture_output=True, check=False
         )
         assert verified.returncode == 0, (path, verified.stderr)
+
+
+@pytest.mark.boot
+def test_secureboot_iso_enrols_the_service_keys_and_boots_enforced(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    """The ISO's systemd-boot enrols the service's PK/KEK/db (``if-safe``: QEMU is a VM) into a
+    firmware in setup mode; the next boot runs with Secure Boot enforced by those keys."""
+    flavor_id = flavor(service, "amd64")
+    iso = download(
+        service, f"/image/{flavor_id}/v1.11.3/metal-amd64-secureboot.iso", tmp_path / "sb.iso"
+    )
+    first = boot(
+        "amd64",
+        tmp_path,
+        firmware=Firmware.UEFI_SECUREBOOT,
+        vars_template=Path("/usr/share/OVMF/OVMF_VARS_4M.fd"),  # no keys: setup mode
+        extra_args=cd_args("amd64", iso),
+        timeout=150,
+        stop_on=["FIXTURE-DONE", "Failed to"],
+        name="enroll",
+    )
+    assert "Custom Secure Boot keys successfully enrolled" in first.log, first.describe()
+    enrolled = tmp_path / "enrolled-vars.fd"
+    shutil.copyfile(tmp_path / "enroll-vars.fd", enrolled)
+    second = boot(
+        "amd64",
+        tmp_path,
+        firmware=Firmware.UEFI_SECUREBOOT,
+        vars_template=enrolled,
+        extra_args=cd_args("amd64", iso),
+        timeout=180,
+        stop_on=["FIXTURE-DONE", "Kernel panic", "Access denied"],
+        name="enforced",
+    )
+    report = parse_markers(second.log)
+    assert report.boot_ok, second.describe()
+    assert report.secureboot == "enabled"
+    assert report.lockdown == "confidentiality"
+    assert report.schematics == [flavor_id]
