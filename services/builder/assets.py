@@ -17,7 +17,8 @@ from image_service.imagefs import LayerFormatError, copy_layer_files
 from image_service.oci import RegistryClient, RegistryError
 from image_service.versions import Version
 from services.builder.disk import DiskInputs, build_disk_image
-from services.builder.errors import BuildFailed
+from services.builder.errors import BuildFailed, InvalidProfile
+from services.builder.extract import extract_layers
 from services.builder.initramfs import (
     ExtensionLayers,
     InitramfsOptions,
@@ -28,6 +29,7 @@ from services.builder.initramfs import (
 from services.builder.installer import (
     BootFiles,
     InstallerInputs,
+    OverlayFiles,
     build_installer,
     fetch_installer_base,
     uses_uki,
@@ -57,6 +59,14 @@ class ExtensionInput:
 
 
 @dataclass(frozen=True)
+class OverlayInput:
+    name: str  # the overlay's catalogue name, e.g. "rpi_generic"
+    repository: str  # e.g. "siderolabs/sbc-raspberrypi"
+    manifest_digest: str  # the target arch's image manifest
+    options: str  # YAML of the flavor's overlay options ("" when none)
+
+
+@dataclass(frozen=True)
 class AssetInputs:
     request: AssetRequest
     version: Version
@@ -73,6 +83,7 @@ class AssetInputs:
     bootloader: str = ""  # disk images and ISOs: the selected bootloader
     enroll_keys: str = "if-safe"  # sd-boot secure-boot-enroll mode (Secure Boot)
     sector_size: int = 512  # disk images
+    overlay: OverlayInput | None = None  # installers of flavors with an overlay
 
 
 class Assembler:
@@ -188,6 +199,7 @@ class Assembler:
             secureboot=request.secureboot,
             base=base,
             boot=boot,
+            overlay=await self.overlay_files(inputs.overlay, work) if inputs.overlay else None,
         )
         cancel = threading.Event()
         try:
@@ -275,6 +287,23 @@ class Assembler:
             cancel.set()
             raise
         return out
+
+    async def overlay_files(self, overlay: OverlayInput, work: Path) -> OverlayFiles:
+        """The target-arch overlay image, extracted defensively, as installer-image pieces."""
+        layers = await self._layers(overlay.repository, overlay.manifest_digest)
+        root = work / "overlay"
+        image = f"{self._release.registry}/{overlay.repository}@{overlay.manifest_digest}"
+        await asyncio.to_thread(extract_layers, layers, root, image=image)
+        installers = root / "installers"
+        chosen = installers / overlay.name
+        if not chosen.is_file():
+            chosen = installers / "default"
+        artifacts = root / "artifacts"
+        if chosen.is_symlink() or not chosen.is_file() or not artifacts.is_dir():
+            raise InvalidProfile(
+                f"overlay image {image} lacks artifacts/ or installers/{overlay.name}"
+            )
+        return OverlayFiles(artifacts, chosen, overlay.options.encode())
 
     async def uki(self, inputs: AssetInputs, work: Path, *, output: str) -> Path:
         """A UKI (signed for Secure Boot) for ``output``: ``uki``, ``iso``, ``image``,

@@ -98,6 +98,19 @@ class Peers:
             raise VersionUnknown(f"version {version} is not available")
         return version
 
+    async def overlay(self, version: Version, name: str) -> CatalogExtension:
+        """The official overlay ``name`` of a version (looked up by name only, as upstream)."""
+        try:
+            answer = await self._catalog.ListOverlays(
+                catalog_pb2.ListOverlaysRequest(version=version.tag)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _peer_error(exc, "catalog service") from exc
+        for overlay in answer.overlays:
+            if overlay.name == name:
+                return CatalogExtension(overlay.image, overlay.ref, overlay.digest)
+        raise InvalidProfile.overlay_unavailable(name, version)
+
     async def extensions(self, version: Version, names: tuple[str, ...]) -> list[CatalogExtension]:
         """Resolve official extension names (with aliases) in the flavor's order."""
         if not names:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from image_service.errors import Unavailable
 from image_service.oci import Platform, RegistryClient, RegistryError
 from image_service.versions import Version
-from services.builder.assets import Assembler, AssetInputs, ExtensionInput
+from services.builder.assets import Assembler, AssetInputs, ExtensionInput, OverlayInput
 from services.builder.catalogs import Peers
 from services.builder.cmdline import build_cmdline
 from services.builder.downloads import content_type
@@ -35,6 +35,7 @@ from services.builder.iso import plan_iso
 from services.builder.paths import AssetKind, AssetRequest, parse_path
 from services.builder.quirks import Quirks, quirks_for, select_bootloader
 from services.builder.scheduler import Built, Scheduler
+from services.flavor.canonical import emit_mapping
 from services.flavor.model import Flavor
 
 __all__ = ["ERRATA_SALTS", "IMAGER_REPO", "BuildResult", "Pipeline", "Profile"]
@@ -119,6 +120,7 @@ class Profile:
     disk_format: str = ""
     compression: str = ""
     sector_size: int = 0
+    overlay: str = ""
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,23 @@ class Pipeline:
                 if quirks.embedded_config
                 else "",
             )
+        overlay = None
+        if flavor.overlay.name and kind in WITH_INITRAMFS:
+            if kind is not AssetKind.INSTALLER:
+                raise KindNotBuilt(f"board overlay {kind}")
+            found = await self._peers.overlay(version, flavor.overlay.name)
+            digest = await self._manifest_digest(
+                found.repository, found.digest, Platform("linux", str(request.arch))
+            )
+            overlay = OverlayInput(
+                name=flavor.overlay.name,
+                repository=found.repository,
+                manifest_digest=digest,
+                options=emit_mapping(flavor.overlay.options.entries)
+                if flavor.overlay.options.entries
+                else "",
+            )
+            profile = replace(profile, overlay=f"{overlay.name}@{digest}:{overlay.options}")
         if kind in WITH_CMDLINE:
             profile = replace(profile, cmdline=_cmdline(request, flavor, version, quirks))
         if kind is AssetKind.IMAGE:
@@ -290,6 +309,7 @@ class Pipeline:
             bootloader=profile.bootloader,
             enroll_keys=profile.enroll_keys,
             sector_size=profile.sector_size,
+            overlay=overlay,
         )
         material: dict[str, object] = {
             "profile": asdict(profile),

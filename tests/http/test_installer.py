@@ -94,3 +94,63 @@ def test_installer_tarball(
     last = manifest["layers"][-1]["digest"].split(":", 1)[1]
     with gzip.open(copied / "blobs" / "sha256" / last) as stream, tarfile.open(fileobj=stream) as t:
         assert sorted(t.getnames()) == artifacts
+
+
+def test_overlay_layer(service: ServiceProcess, test_release: Release, tmp_path: Path) -> None:
+    body = (
+        "overlay:\n  image: siderolabs/sbc-raspberrypi\n  name: rpi_generic\n"
+        "  options:\n    configTxtAppend: dtoverlay=vc4-kms-v3d\n"
+    )
+    flavor = httpx.post(f"{service.url}/schematics", content=body).json()["id"]
+    tar = tmp_path / "installer.tar"
+    answer = httpx.get(f"{service.url}/image/{flavor}/v1.11.3/installer-arm64.tar", timeout=300)
+    assert answer.status_code == 200, answer.text
+    tar.write_bytes(answer.content)
+    info = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", f"docker-archive:{tar}"], capture_output=True, check=True
+        ).stdout
+    )
+    assert len(info["Layers"]) == 3  # base, artifacts, overlay
+    copied = tmp_path / "oci"
+    subprocess.run(
+        ["skopeo", "copy", f"docker-archive:{tar}", f"oci:{copied}:x"],
+        capture_output=True,
+        check=True,
+    )
+    index = json.loads((copied / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":", 1)[1]
+    manifest = json.loads((copied / "blobs" / "sha256" / digest).read_text())
+    overlay = manifest["layers"][-1]["digest"].split(":", 1)[1]
+    with (
+        gzip.open(copied / "blobs" / "sha256" / overlay) as stream,
+        tarfile.open(fileobj=stream) as layer,
+    ):
+        names = layer.getnames()
+        options = layer.extractfile("overlay/extra-options")
+        assert options is not None
+        assert options.read() == b"configTxtAppend: dtoverlay=vc4-kms-v3d\n"
+    assert "overlay/installers/default" in names
+    artifacts = test_release.version("v1.11.3").overlays[0].artifacts
+    expected = {f"overlay/artifacts/arm64/{path}" for path in artifacts}
+    assert expected
+    assert {n for n in names if n.startswith("overlay/artifacts/")} == expected
+
+
+def test_overlay_errors(service: ServiceProcess) -> None:
+    unknown = httpx.post(
+        f"{service.url}/schematics", content="overlay:\n  image: x/y\n  name: nope\n"
+    ).json()["id"]
+    answer = httpx.get(f"{service.url}/image/{unknown}/v1.11.3/installer-arm64.tar")
+    assert answer.status_code == 400
+    assert answer.text == (
+        'error enhancing profile from schematic: official overlay "nope" is not available '
+        "for Talos version v1.11.3\n"
+    )
+    board = httpx.post(
+        f"{service.url}/schematics",
+        content="overlay:\n  image: siderolabs/sbc-raspberrypi\n  name: rpi_generic\n",
+    ).json()["id"]
+    image = httpx.get(f"{service.url}/image/{board}/v1.11.3/metal-arm64.raw.xz")
+    assert image.status_code == 501
+    assert "board overlay image" in image.text
