@@ -5,7 +5,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       python3 python3-venv ca-certificates \
       cpio xz-utils zstd squashfs-tools kmod mtools dosfstools xfsprogs fdisk qemu-utils \
-      xorriso grub-common grub-pc-bin grub-efi-amd64-bin binutils sbsigntool openssl \
+      xorriso grub-common grub-pc-bin grub-efi-amd64-bin binutils sbsigntool efitools openssl \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/image-service

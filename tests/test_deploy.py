@@ -17,6 +17,7 @@ import yaml
 
 from image_service import cli
 from image_service.settings import load_settings
+from services.builder.tools import BUILDER_TOOLS, TOOL_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,3 +78,15 @@ def test_dockerfile_copies_every_package() -> None:
     for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]:
         package = pattern.rstrip("*")
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_every_build_tool_is_installed_everywhere() -> None:
+    """The builder refuses to start without its tools: the container and setup install them."""
+    dockerfile = (ROOT / "Dockerfile").read_text().split()
+    setup = (ROOT / "scripts" / "setup").read_text().split()
+    for tool in BUILDER_TOOLS:
+        package = TOOL_PACKAGES[tool]
+        if package in {"coreutils", "tar", "gzip"}:  # essential in every Debian system
+            continue
+        assert package in dockerfile, f"Dockerfile lacks {package} ({tool})"
+        assert package in setup, f"scripts/setup lacks {package} ({tool})"
