@@ -151,7 +151,9 @@ def _bind(settings: Settings) -> socket.socket:
     """Bind the HTTP listener here, so a busy port is a clear error, not uvicorn's exit."""
     host = settings.listen_host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only for TCP-proto
+    # listeners; without it, keep-alive responses stall on the client's delayed ACK (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, settings.listen_port))

@@ -50,6 +50,24 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def _install(source: Path, path: Path) -> None:
+    """Put ``source``'s content at ``path`` atomically: a hard link when both are on one file
+    system (instant, keeps sparse files sparse), else a copy; fsynced, then renamed."""
+    tmp = path.parent / f".tmp-{os.getpid()}-{id(source):x}-{path.name[:16]}"
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.chmod(tmp, 0o444)  # stored content never changes in place
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class FilesystemStore:
     """``BlobStore`` on a local directory."""
 
@@ -114,16 +132,7 @@ class FilesystemStore:
         try:
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-                os.close(fd)
-                try:
-                    shutil.copyfile(source, tmp)
-                    with open(tmp, "rb") as handle:
-                        os.fsync(handle.fileno())
-                    os.replace(tmp, path)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                _install(source, path)
             if tag is not None:
                 _atomic_write(self._tag_path(namespace, tag), info.digest.encode())
         except OSError as exc:
