@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import json
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
@@ -64,7 +65,8 @@ from image_service.oci.names import (
 __all__ = ["RegistryClient"]
 
 _ACCEPT = ", ".join(sorted(MANIFEST_MEDIA_TYPES | INDEX_MEDIA_TYPES))
-_MANIFEST_LIMIT = 4 << 20  # distribution refuses larger manifests too
+_MANIFEST_LIMIT = 4 << 20
+_MANIFEST_CACHE_ENTRIES = 1024  # distribution refuses larger manifests too
 _TAGS_PAGE_LIMIT = 16 << 20
 _MAX_TAG_PAGES = 10_000
 
@@ -87,6 +89,8 @@ class RegistryClient:
         )
         self._cache = cache
         self._retries = retries
+        # Manifests by (repository, digest): resolving a pinned reference costs no request.
+        self._manifests: OrderedDict[tuple[str, str], Fetched[Manifest | Index]] = OrderedDict()
         self._inflight: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -152,6 +156,11 @@ class RegistryClient:
         The digest is computed over the raw bytes and checked against the reference when it
         is a digest and against ``Docker-Content-Digest`` when the registry sends one.
         """
+        if is_digest(reference):
+            cached = self._manifests.get((repo, reference))
+            if cached is not None:  # content-addressed: a digest's document never changes
+                self._manifests.move_to_end((repo, reference))
+                return cached
         url, subject = self._manifest_url(repo, reference)
         async with self._t.stream(
             "GET", url, scope=scope_for(repo), subject=subject, headers={"Accept": _ACCEPT}
@@ -171,7 +180,11 @@ class RegistryClient:
             raise UnsupportedMediaType(
                 f"{subject}: {exc}", media_type=exc.media_type, registry=self.registry
             ) from exc
-        return Fetched(document, digest, document.media_type, raw)
+        fetched: Fetched[Manifest | Index] = Fetched(document, digest, document.media_type, raw)
+        self._manifests[(repo, digest)] = fetched
+        if len(self._manifests) > _MANIFEST_CACHE_ENTRIES:
+            self._manifests.popitem(last=False)
+        return fetched
 
     async def get_manifest(
         self, repo: str, reference: str, *, platform: Platform | None = None
@@ -241,6 +254,7 @@ class RegistryClient:
 
     async def delete_manifest(self, repo: str, digest: str) -> None:
         """Delete a manifest by digest (the registry must allow deletes)."""
+        self._manifests.pop((repo, digest), None)
         url, subject = self._manifest_url(repo, validate_digest(digest))
         async with self._t.stream(
             "DELETE", url, scope=scope_for(repo, push=True), subject=subject, ok=(202,)
