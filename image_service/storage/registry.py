@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
 from pathlib import Path
 
 from image_service.oci import (
@@ -39,6 +39,19 @@ from image_service.storage.base import (
 __all__ = ["RegistryStore"]
 
 
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """The one seam where registry errors become storage errors (``what`` names the action)."""
+    try:
+        yield
+    except ImageNotFound as exc:
+        raise BlobNotFound(f"{what}: not found") from exc
+    except RegistryUnavailable as exc:
+        raise StorageUnavailable(f"storage registry is unavailable: {exc}") from exc
+    except RegistryError as exc:
+        raise StorageError(f"cannot {what}: {exc}") from exc
+
+
 class RegistryStore:
     """``BlobStore`` in an OCI distribution registry."""
 
@@ -53,16 +66,10 @@ class RegistryStore:
         self, namespace: str, data: bytes, *, media_type: str, tag: str | None = None
     ) -> str:
         repo = self._repo(namespace)
-        try:
+        with _translated(f"store a blob in {self._client.registry}/{repo}"):
             layer = await self._client.push_blob(repo, data, media_type)
             if tag is not None:
                 await self._tag(repo, layer, tag)
-        except RegistryUnavailable as exc:
-            raise StorageUnavailable(f"storage registry is unavailable: {exc}") from exc
-        except RegistryError as exc:
-            raise StorageError(
-                f"cannot store blob in {self._client.registry}/{repo}: {exc}"
-            ) from exc
         if layer.digest != sha256_digest(data):
             raise StorageError(f"registry stored {layer.digest}, expected {sha256_digest(data)}")
         return layer.digest
@@ -73,7 +80,7 @@ class RegistryStore:
         chunks: list[bytes] = []
         size = 0
         hasher = hashlib.sha256()
-        try:
+        with _translated(f"read blob {digest} from {repo}"):
             async with aclosing(self._client.stream_blob(repo, digest)) as stream:
                 async for chunk in stream:
                     size += len(chunk)
@@ -81,12 +88,6 @@ class RegistryStore:
                         raise StorageError(f"blob {digest} in {repo} is larger than {max_bytes}")
                     hasher.update(chunk)
                     chunks.append(chunk)
-        except ImageNotFound:
-            raise BlobNotFound(f"blob {digest} not found in {repo}") from None
-        except RegistryUnavailable as exc:
-            raise StorageUnavailable(f"storage registry is unavailable: {exc}") from exc
-        except RegistryError as exc:
-            raise StorageError(f"cannot read {digest} from {repo}: {exc}") from exc
         if "sha256:" + hasher.hexdigest() != digest:
             raise StorageError(f"blob {digest} in {repo} is corrupted (digest mismatch)")
         return b"".join(chunks)
@@ -95,44 +96,31 @@ class RegistryStore:
         self, namespace: str, path: Path, *, media_type: str, tag: str | None = None
     ) -> BlobInfo:
         repo = self._repo(namespace)
-        try:
+        with _translated(f"store {path.name} in {repo}"):
             layer = await self._client.push_blob(repo, path, media_type)
             if tag is not None:
                 await self._tag(repo, layer, tag)
-        except RegistryUnavailable as exc:
-            raise StorageUnavailable(f"storage registry is unavailable: {exc}") from exc
-        except RegistryError as exc:
-            raise StorageError(f"cannot store {path.name} in {repo}: {exc}") from exc
         return BlobInfo(layer.digest, layer.size)
 
     async def stat(self, namespace: str, digest: str) -> BlobInfo | None:
         repo = self._repo(namespace)
         try:
-            size = await self._client.blob_size(repo, check_digest(digest))
-        except ImageNotFound:
+            with _translated(f"check blob {digest} in {repo}"):
+                size = await self._client.blob_size(repo, check_digest(digest))
+        except BlobNotFound:
             return None
-        except RegistryUnavailable as exc:
-            raise StorageUnavailable(f"storage registry is unavailable: {exc}") from exc
-        except RegistryError as exc:
-            raise StorageError(f"cannot check {digest} in {repo}: {exc}") from exc
         return BlobInfo(digest, size)
 
     async def read(
         self, namespace: str, digest: str, *, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         repo = self._repo(namespace)
-        try:
+        with _translated(f"read blob {digest} from {repo}"):
             async with aclosing(
                 self._client.stream_blob(repo, check_digest(digest), offset=offset, length=length)
             ) as stream:
                 async for chunk in stream:
                     yield chunk
-        except ImageNotFound:
-            raise BlobNotFound(f"blob {digest} not found in {repo}") from None
-        except RegistryUnavailable as exc:
-            raise StorageUnavailable(f"storage registry is unavailable: {exc}") from exc
-        except RegistryError as exc:
-            raise StorageError(f"cannot read {digest} from {repo}: {exc}") from exc
 
     async def _tag(self, repo: str, layer: Descriptor, tag: str) -> None:
         config_raw = json.dumps(
@@ -150,23 +138,16 @@ class RegistryStore:
 
     async def exists(self, namespace: str, digest: str) -> bool:
         repo = self._repo(namespace)
-        try:
+        with _translated(f"check blob {digest} in {repo}"):
             return await self._client.blob_exists(repo, check_digest(digest))
-        except RegistryUnavailable as exc:
-            raise StorageUnavailable(f"storage registry is unavailable: {exc}") from exc
-        except RegistryError as exc:
-            raise StorageError(f"cannot check {digest} in {repo}: {exc}") from exc
 
     async def resolve_tag(self, namespace: str, tag: str) -> str | None:
         repo = self._repo(namespace)
         try:
-            fetched = await self._client.get_manifest(repo, check_tag(tag))
-        except ImageNotFound:
+            with _translated(f"resolve {repo}:{tag}"):
+                fetched = await self._client.get_manifest(repo, check_tag(tag))
+        except BlobNotFound:
             return None
-        except RegistryUnavailable as exc:
-            raise StorageUnavailable(f"storage registry is unavailable: {exc}") from exc
-        except RegistryError as exc:
-            raise StorageError(f"cannot resolve {repo}:{tag}: {exc}") from exc
         layers: tuple[Descriptor, ...] = fetched.document.layers
         if len(layers) != 1:
             raise StorageError(f"{repo}:{tag} is not a single-blob entry")
