@@ -16,28 +16,15 @@ import pytest
 
 from tests.release import Release, push_release
 from tests.support.registry import LocalRegistry
-from tests.support.service import ServiceProcess
+from tests.support.service import ServiceProcess, release_service
 
 pytestmark = pytest.mark.registry
 
 EXPECTED_VERSIONS = ["v1.7.7", "v1.11.3", "v1.12.0-beta.1"]
 
 
-def start_service(tmp: Path, registry_host: str, *extra: str) -> ServiceProcess:
-    proc = ServiceProcess(
-        [
-            "serve",
-            "--data-dir",
-            str(tmp / "data"),
-            "--image-registry",
-            registry_host,
-            "--insecure-image-registry",
-            *extra,
-        ],
-        tmp / "service.log",
-    )
-    proc.args += ["--listen", f"127.0.0.1:{proc.port}"]
-    return proc.start()
+def start_service(tmp: Path, registry_host: str) -> ServiceProcess:
+    return release_service(tmp, registry_host, secureboot=False)
 
 
 @pytest.fixture(scope="module")

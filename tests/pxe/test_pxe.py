@@ -18,10 +18,9 @@ import pytest
 
 from frontends.pxe.app import Target, parse_target, render_script
 from tests.release.markers import parse_markers
-from tests.support.keys import write_secureboot_keys
 from tests.support.qemu import boot
-from tests.support.registry import LocalRegistry
-from tests.support.service import ServiceProcess
+from tests.support.registry import LocalRegistry, free_port
+from tests.support.service import ServiceProcess, release_service
 
 EMPTY = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
 DEFAULT_EXTERNAL_URL = "https://factory.example.com/prefix"  # no trailing slash on purpose
@@ -137,31 +136,12 @@ def test_render_matches_upstream_vectors(base: str, endpoint: str, path: str) ->
 def _start(
     tmp: Path, release_registry: LocalRegistry, *, secureboot: bool, pxe_url: str | None
 ) -> ServiceProcess:
-    args = [
-        "serve",
-        "--data-dir",
-        str(tmp / "data"),
-        "--image-registry",
-        release_registry.host,
-        "--insecure-image-registry",
-    ]
-    if secureboot:
-        keys = write_secureboot_keys(tmp / "keys")
-        args += [
-            "--secureboot-signing-key",
-            str(keys.signing_key),
-            "--secureboot-signing-cert",
-            str(keys.signing_cert),
-            "--secureboot-pcr-key",
-            str(keys.pcr_key),
-        ]
-    proc = ServiceProcess(args, tmp / "service.log")
-    proc.args += ["--listen", f"127.0.0.1:{proc.port}"]
+    port = free_port()
     if pxe_url is None:
-        proc.args += ["--external-url", DEFAULT_EXTERNAL_URL]
+        extra = ["--external-url", DEFAULT_EXTERNAL_URL]
     else:
-        proc.args += ["--external-pxe-url", pxe_url.format(port=proc.port)]
-    proc.start()
+        extra = ["--external-pxe-url", pxe_url.format(port=port)]
+    proc = release_service(tmp, release_registry.host, *extra, secureboot=secureboot, port=port)
     assert create(proc, "customization: {}\n") == EMPTY
     return proc
 

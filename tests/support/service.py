@@ -105,10 +105,15 @@ class ServiceProcess:
 
 
 def release_service(
-    tmp: Path, registry_host: str, *extra: str, secureboot: bool = True
+    tmp: Path,
+    registry_host: str,
+    *extra: str,
+    secureboot: bool = True,
+    port: int | None = None,
 ) -> ServiceProcess:
     """``image-service serve`` pulling the test release from ``registry_host`` (plain HTTP),
-    with throw-away Secure Boot keys unless ``secureboot`` is false. Started; stop it."""
+    with throw-away Secure Boot keys unless ``secureboot`` is false, listening on ``port`` (a
+    free one by default). Started; stop it."""
     tmp.mkdir(parents=True, exist_ok=True)
     args = [
         "serve",
@@ -129,6 +134,6 @@ def release_service(
             "--secureboot-pcr-key",
             str(keys.pcr_key),
         ]
-    proc = ServiceProcess(args, tmp / "service.log")
+    proc = ServiceProcess(args, tmp / "service.log", port=port)
     proc.args += ["--listen", f"127.0.0.1:{proc.port}"]
     return proc.start()
