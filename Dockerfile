@@ -13,6 +13,7 @@ COPY pyproject.toml README.md ./
 COPY image_service ./image_service
 COPY services ./services
 COPY frontends ./frontends
+COPY composition ./composition
 RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
 
 RUN useradd --system --home-dir /var/lib/image-service --create-home image-service

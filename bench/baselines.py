@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from image_service.versions import Version
-from services.builder.quirks import Quirks, quirks_for
+from services.builder.talos.quirks import Quirks, quirks_for
 from services.builder.tools import run
 from tests.release import Release
 

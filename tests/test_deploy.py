@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from image_service import cli
+from composition import cli
 from image_service.settings import load_settings
 from services.builder.tools import BUILDER_TOOLS, TOOL_PACKAGES
 

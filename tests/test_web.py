@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from image_service.web import MAX_FILENAME_CHARS, content_disposition
-from services.builder.downloads import content_type
+from frontends.common.web import MAX_FILENAME_CHARS, content_disposition
+from services.builder.talos.downloads import content_type
 
 
 @pytest.mark.parametrize(

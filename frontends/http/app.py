@@ -27,8 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from frontends.common.errors import rpc_error
+from frontends.common.web import healthz_route, read_body, text_response
 from frontends.http.downloads import Downloads
-from frontends.http.errors import rpc_error
 from image_service.proto import (
     builder_pb2,
     builder_pb2_grpc,
@@ -37,7 +38,6 @@ from image_service.proto import (
     flavor_pb2,
     flavor_pb2_grpc,
 )
-from image_service.web import healthz_route, read_body, text_response
 
 __all__ = ["HttpFrontend", "go_json"]
 

@@ -10,19 +10,18 @@ from the builder's ``ReadAsset``; no asset is ever held in memory here.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import AsyncIterator
 
 import grpc
 import grpc.aio
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from frontends.http.errors import rpc_error
+from frontends.common.downloads import select_span, span_response
+from frontends.common.errors import rpc_error
+from frontends.common.web import content_disposition, text_response
 from image_service.proto import builder_pb2, builder_pb2_grpc
-from image_service.web import content_disposition, text_response
 
-__all__ = ["Downloads", "parse_range"]
+__all__ = ["Downloads"]
 
 log = logging.getLogger(__name__)
 
@@ -32,28 +31,6 @@ _SIDECARS = (
     (".sha256", "enterprise not enabled: checksum endpoint is not available"),
     (".sha512", "enterprise not enabled: checksum endpoint is not available"),
 )
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
-    """``(start, end)`` inclusive for one satisfiable range; ``None`` to serve everything;
-    ``"unsatisfiable"`` when the range lies outside the asset."""
-    match = _RANGE_RE.fullmatch(header.strip())
-    if match is None:
-        return None  # multiple or malformed ranges: ignore, as RFC 9110 allows
-    first, last = match.groups()
-    if not first and not last:
-        return None
-    if not first:
-        suffix = int(last)
-        if suffix == 0:
-            return "unsatisfiable"
-        return (max(size - suffix, 0), size - 1) if size else "unsatisfiable"
-    start = int(first)
-    end = int(last) if last else size - 1
-    if start >= size or end < start:
-        return "unsatisfiable"
-    return (start, min(end, size - 1))
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -91,26 +68,17 @@ class Downloads:
         }
         if _etag_matches(request.headers.get("if-none-match", ""), etag):
             return Response(status_code=304, headers={"ETag": etag})
-        size = asset.size
-        status, offset, length = 200, 0, size
         range_header = request.headers.get("range")
         if_range = request.headers.get("if-range")
-        if range_header and (if_range is None or if_range == etag):
-            wanted = parse_range(range_header, size)
-            if wanted == "unsatisfiable":
-                return text_response(
-                    416, "requested range not satisfiable", {"Content-Range": f"bytes */{size}"}
-                )
-            if isinstance(wanted, tuple):
-                start, end = wanted
-                status, offset, length = 206, start, end - start + 1
-                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        headers["Content-Length"] = str(length)
-        if request.method == "HEAD" or length == 0:
-            return Response(status_code=status, headers=headers)
-        return StreamingResponse(
-            self._chunks(asset.digest, offset, length), status_code=status, headers=headers
-        )
+        if if_range is not None and if_range != etag:
+            range_header = None  # the client holds another version: send the whole asset
+        span = select_span(range_header, asset.size)
+        if span is None:
+            return text_response(
+                416, "requested range not satisfiable", {"Content-Range": f"bytes */{asset.size}"}
+            )
+        head = request.method == "HEAD"
+        return span_response(self._builder, asset.digest, span, headers, head=head)
 
     async def _build(
         self, flavor_id: str, version: str, path: str
@@ -122,10 +90,3 @@ class Downloads:
             if event.HasField("asset"):
                 return event.asset
         return None
-
-    async def _chunks(self, digest: str, offset: int, length: int) -> AsyncIterator[bytes]:
-        call = self._builder.ReadAsset(
-            builder_pb2.ReadAssetRequest(digest=digest, offset=offset, length=length)
-        )
-        async for chunk in call:
-            yield chunk.data

@@ -32,9 +32,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from frontends.http.errors import rpc_error
+from frontends.common.errors import rpc_error
+from frontends.common.web import text_response
 from image_service.proto import builder_pb2, builder_pb2_grpc
-from image_service.web import text_response
 
 __all__ = ["MAX_CMDLINE_BYTES", "PxeFrontend", "Target", "parse_target", "render_script"]
 

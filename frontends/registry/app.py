@@ -29,17 +29,16 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 
 import grpc
 import grpc.aio
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from frontends.http.downloads import parse_range
+from frontends.common.downloads import Span, select_span, span_response
 from frontends.registry.errors import API_VERSION_HEADERS, Subject, oci_error, rpc_error
 from image_service.errors import go_quote
 from image_service.oci import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, OCI_INDEX, OCTET_STREAM
@@ -237,40 +236,20 @@ class RegistryFrontend:
 
     def _content(self, digest: str, size: int, media_type: str, head: bool) -> Response:
         headers = _content_headers(digest, size, media_type)
-        if head or size == 0:
-            return Response(status_code=200, headers=headers)
-        return StreamingResponse(self._chunks(digest, 0, size), headers=headers)
+        return span_response(self._builder, digest, Span(200, 0, size, size), headers, head=head)
 
     def _blob(
         self, blob: builder_pb2.RegistryBlob, head: bool, range_header: str | None
     ) -> Response:
         headers = _content_headers(blob.digest, blob.size, OCTET_STREAM)
         headers["Accept-Ranges"] = "bytes"
-        status, offset, length = 200, 0, blob.size
-        if range_header:
-            wanted = parse_range(range_header, blob.size)
-            if wanted == "unsatisfiable":
-                return oci_error(
-                    416,
-                    "BLOB_UNKNOWN",
-                    f"range {range_header} is outside blob {blob.digest} of {blob.size} bytes",
-                    head=head,
-                    headers={"Content-Range": f"bytes */{blob.size}"},
-                )
-            if isinstance(wanted, tuple):
-                start, end = wanted
-                status, offset, length = 206, start, end - start + 1
-                headers["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
-                headers["Content-Length"] = str(length)
-        if head or length == 0:
-            return Response(status_code=status, headers=headers)
-        return StreamingResponse(
-            self._chunks(blob.digest, offset, length), status_code=status, headers=headers
-        )
-
-    async def _chunks(self, digest: str, offset: int, length: int) -> AsyncIterator[bytes]:
-        call = self._builder.ReadAsset(
-            builder_pb2.ReadAssetRequest(digest=digest, offset=offset, length=length)
-        )
-        async for chunk in call:
-            yield chunk.data
+        span = select_span(range_header, blob.size)
+        if span is None:
+            return oci_error(
+                416,
+                "BLOB_UNKNOWN",
+                f"range {range_header} is outside blob {blob.digest} of {blob.size} bytes",
+                head=head,
+                headers={"Content-Range": f"bytes */{blob.size}"},
+            )
+        return span_response(self._builder, blob.digest, span, headers, head=head)

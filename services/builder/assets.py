@@ -16,17 +16,16 @@ from pathlib import Path
 from image_service.imagefs import LayerFormatError, copy_layer_files
 from image_service.oci import RegistryClient, RegistryError
 from image_service.versions import Version
-from services.builder.disk import DiskInputs, build_disk_image
 from services.builder.errors import BuildFailed, InvalidProfile
-from services.builder.extract import extract_layers
-from services.builder.initramfs import (
+from services.builder.formats.disk import DiskInputs, build_disk_image
+from services.builder.formats.initramfs import (
     ExtensionLayers,
     InitramfsOptions,
     build_initramfs,
     embedded_config_extension,
     schematic_extension,
 )
-from services.builder.installer import (
+from services.builder.formats.installer import (
     BootFiles,
     InstallerInputs,
     OverlayFiles,
@@ -34,17 +33,18 @@ from services.builder.installer import (
     fetch_installer_base,
     uses_uki,
 )
-from services.builder.iso import EnrollKeys, IsoInputs, IsoKind, IsoSecureBoot, build_iso
-from services.builder.paths import AssetKind, AssetRequest
-from services.builder.quirks import Bootloader, Quirks
-from services.builder.secureboot import (
+from services.builder.formats.iso import EnrollKeys, IsoInputs, IsoKind, IsoSecureBoot, build_iso
+from services.builder.formats.uki import build_uki, kernel_version, talos_os_release, uki_profiles
+from services.builder.inputs.extract import extract_layers
+from services.builder.talos.paths import AssetKind, AssetRequest
+from services.builder.talos.quirks import Bootloader, Quirks
+from services.builder.talos.secureboot import (
     EnrollmentFiles,
     PcrSigner,
     SecureBootKeys,
     enrollment_files,
     sign_efi,
 )
-from services.builder.uki import build_uki, kernel_version, talos_os_release, uki_profiles
 
 __all__ = ["Assembler", "AssetInputs", "ExtensionInput"]
 

@@ -23,20 +23,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 from image_service.errors import Unavailable
+from image_service.flavor.canonical import emit_mapping
+from image_service.flavor.model import Flavor
 from image_service.oci import Platform, RegistryClient, RegistryError
 from image_service.versions import Version
 from services.builder.assets import Assembler, AssetInputs, ExtensionInput, OverlayInput
-from services.builder.catalogs import Peers
-from services.builder.cmdline import build_cmdline
-from services.builder.downloads import content_type
 from services.builder.errors import InvalidProfile, KindNotBuilt, go_quote
-from services.builder.installer import installer_base_repository
-from services.builder.iso import plan_iso
-from services.builder.paths import AssetKind, AssetRequest, parse_path
-from services.builder.quirks import Quirks, quirks_for, select_bootloader
+from services.builder.formats.installer import installer_base_repository
+from services.builder.formats.iso import plan_iso
+from services.builder.inputs.catalogs import Peers
 from services.builder.scheduler import Built, Scheduler
-from services.flavor.canonical import emit_mapping
-from services.flavor.model import Flavor
+from services.builder.talos.cmdline import build_cmdline
+from services.builder.talos.downloads import content_type
+from services.builder.talos.paths import AssetKind, AssetRequest, parse_path
+from services.builder.talos.quirks import Quirks, quirks_for, select_bootloader
 
 __all__ = ["ERRATA_SALTS", "IMAGER_REPO", "BuildResult", "Pipeline", "Profile"]
 

@@ -57,12 +57,12 @@ from image_service.rpc import handler, stream_handler
 from image_service.storage import BlobInfo, BlobStore
 from image_service.storage.base import check_digest
 from image_service.versions import InvalidVersion, Version
-from services.builder.catalogs import Peers, VersionUnknown
 from services.builder.errors import BuildError, BuildFailed
+from services.builder.inputs.catalogs import Peers, VersionUnknown
 from services.builder.metrics import BuilderMetrics
 from services.builder.pipeline import ERRATA_SALTS, Pipeline
-from services.builder.platforms import PLATFORMS
 from services.builder.scheduler import ASSET_NAMESPACE, Scheduler
+from services.builder.talos.platforms import PLATFORMS
 
 __all__ = [
     "ARCHES",

@@ -1,6 +1,7 @@
-"""Flavor service: flavor (upstream: schematic) documents, their canonical YAML and content ID.
+"""Flavor service: stores flavor (upstream: schematic) documents under their content ID.
 
-``model`` holds the frozen document dataclasses, ``decode`` the strict YAML/JSON decoder,
-``canonical`` the byte-exact canonical YAML emitter, ``storage`` the pluggable store and
-``service`` the gRPC servicer that ties them together.
+``storage`` keeps canonical YAML blobs in a ``BlobStore``; ``service`` is the gRPC servicer:
+decode → canonicalize → ID → store, and lookups by ID. The document itself (model, strict
+decoder, canonical YAML and ID) is shared with the builder and lives in
+:mod:`image_service.flavor`; this package may import only the common package.
 """

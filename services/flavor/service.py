@@ -13,11 +13,11 @@ import logging
 import grpc.aio
 
 from image_service.errors import TooLarge
+from image_service.flavor.canonical import OutputTooLarge, canonical_yaml, flavor_id
+from image_service.flavor.decode import decode_flavor
+from image_service.flavor.errors import InvalidFlavor
 from image_service.proto import flavor_pb2, flavor_pb2_grpc
 from image_service.rpc import handler
-from services.flavor.canonical import OutputTooLarge, canonical_yaml, flavor_id
-from services.flavor.decode import decode_flavor
-from services.flavor.errors import InvalidFlavor
 from services.flavor.storage import MAX_FLAVOR_BYTES, FlavorStore
 
 __all__ = ["FlavorServicer", "canonicalize"]
@@ -29,7 +29,7 @@ def canonicalize(document: bytes) -> tuple[str, bytes]:
     """Decode a YAML/JSON document and return (ID, canonical YAML).
 
     The canonical text is decoded once more: upstream's emitter writes a few rare documents it
-    cannot read back (see ``services/flavor/_policy.py``), and a stored flavor that cannot be
+    cannot read back (see ``image_service/flavor/_policy.py``), and a stored flavor that cannot be
     decoded would only fail later, at build time. Such documents are refused here instead.
     """
     flavor = decode_flavor(document)

@@ -12,11 +12,11 @@ import gzip
 import pytest
 
 from image_service.versions import Version
-from services.builder.cmdline import Cmdline, build_cmdline
 from services.builder.errors import InvalidPath
-from services.builder.meta import encode_meta, encode_meta_token, render_meta
-from services.builder.platforms import PLATFORMS, Arch
-from services.builder.quirks import quirks_for
+from services.builder.talos.cmdline import Cmdline, build_cmdline
+from services.builder.talos.meta import encode_meta, encode_meta_token, render_meta
+from services.builder.talos.platforms import PLATFORMS, Arch
+from services.builder.talos.quirks import quirks_for
 
 AMD, ARM = Arch.AMD64, Arch.ARM64
 V177, V1113, V1120B1 = "1.7.7", "1.11.3", "1.12.0-beta.1"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from services.builder.convert import compress, qemu_options, write_output
-from services.builder.paths import Compression, DiskFormat
+from services.builder.formats.convert import compress, qemu_options, write_output
+from services.builder.talos.paths import Compression, DiskFormat
 from services.builder.tools import SOURCE_DATE_EPOCH
 from tests.builder.test_disk import (
     MIB,

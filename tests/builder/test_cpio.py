@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.builder.cpio import (
+from services.builder.formats.cpio import (
     CpioError,
     CpioReader,
     CpioWriter,

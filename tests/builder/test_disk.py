@@ -27,17 +27,17 @@ from pathlib import Path
 import pytest
 
 from image_service.versions import Version
-from services.builder.cmdline import build_cmdline
-from services.builder.disk import DiskInputs, build_disk_image, plan_layout
 from services.builder.errors import BuildFailed, InvalidPath, InvalidProfile
-from services.builder.gpt import guid_from_label
-from services.builder.grub import grub_quote
-from services.builder.grubbios import grub_cfg
-from services.builder.meta_adv import AdvError, encode_adv, parse_adv
-from services.builder.platforms import Arch
-from services.builder.quirks import Bootloader, quirks_for, select_bootloader
-from services.builder.secureboot import SecureBootKeys, enrollment_files, sign_efi
-from services.builder.uki import build_uki, kernel_version, talos_os_release, uki_profiles
+from services.builder.formats.disk import DiskInputs, build_disk_image, plan_layout
+from services.builder.formats.gpt import guid_from_label
+from services.builder.formats.grub import grub_quote
+from services.builder.formats.grubbios import grub_cfg
+from services.builder.formats.uki import build_uki, kernel_version, talos_os_release, uki_profiles
+from services.builder.talos.cmdline import build_cmdline
+from services.builder.talos.meta_adv import AdvError, encode_adv, parse_adv
+from services.builder.talos.platforms import Arch
+from services.builder.talos.quirks import Bootloader, quirks_for, select_bootloader
+from services.builder.talos.secureboot import SecureBootKeys, enrollment_files, sign_efi
 from tests.release import Release
 from tests.release.markers import FixtureReport, parse_markers
 from tests.support.keys import write_secureboot_keys
@@ -670,7 +670,7 @@ _MEASURE = textwrap.dedent(
     """
     import json, pickle, resource, sys, time
     from pathlib import Path
-    from services.builder.disk import build_disk_image
+    from services.builder.formats.disk import build_disk_image
     inputs, work, out = pickle.loads(bytes.fromhex(sys.argv[1]))
     start = time.monotonic()
     build_disk_image(inputs, work, out)

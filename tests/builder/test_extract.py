@@ -19,7 +19,7 @@ import zstandard
 from image_service.errors import InvalidInput
 from image_service.versions import Version
 from services.builder.errors import BuildError
-from services.builder.extract import (
+from services.builder.inputs.extract import (
     ExtensionManifest,
     ExtractLimits,
     InvalidExtension,

@@ -21,10 +21,9 @@ import pytest
 import yaml
 
 from image_service.versions import Version
-from services.builder.cpio import CpioReader
 from services.builder.errors import BuildFailed
-from services.builder.extract import InvalidExtension
-from services.builder.initramfs import (
+from services.builder.formats.cpio import CpioReader
+from services.builder.formats.initramfs import (
     ExtensionLayers,
     InitramfsOptions,
     InitramfsReport,
@@ -32,6 +31,7 @@ from services.builder.initramfs import (
     embedded_config_extension,
     schematic_extension,
 )
+from services.builder.inputs.extract import InvalidExtension
 from services.builder.tools import MissingTools, ToolError, check_tools, feed, run, run_async
 from tests.release import Release
 from tests.release.markers import parse_markers

@@ -24,7 +24,7 @@ import pytest
 from image_service.oci import BlobCache, Platform, RegistryClient
 from image_service.versions import Version
 from services.builder.errors import BuildFailed
-from services.builder.installer import (
+from services.builder.formats.installer import (
     CREATED,
     BootFile,
     BootFiles,
@@ -37,8 +37,8 @@ from services.builder.installer import (
     installer_base_repository,
     uses_uki,
 )
-from services.builder.quirks import quirks_for
-from services.builder.uki import build_uki, kernel_version, talos_os_release, uki_profiles
+from services.builder.formats.uki import build_uki, kernel_version, talos_os_release, uki_profiles
+from services.builder.talos.quirks import quirks_for
 from tests.release import Release
 from tests.support.registry import LocalRegistry
 

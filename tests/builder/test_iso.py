@@ -30,10 +30,9 @@ from pathlib import Path
 import pytest
 
 from image_service.versions import Version
-from services.builder.cmdline import build_cmdline
 from services.builder.errors import BuildFailed, InvalidProfile
-from services.builder.grub import grub_quote, iso_grub_cfg
-from services.builder.iso import (
+from services.builder.formats.grub import grub_quote, iso_grub_cfg
+from services.builder.formats.iso import (
     EnrollKeys,
     IsoInputs,
     IsoKind,
@@ -43,15 +42,16 @@ from services.builder.iso import (
     plan_iso,
     volume_id,
 )
-from services.builder.quirks import quirks_for
-from services.builder.secureboot import (
+from services.builder.formats.uki import build_uki, kernel_version, talos_os_release, uki_profiles
+from services.builder.talos.cmdline import build_cmdline
+from services.builder.talos.quirks import quirks_for
+from services.builder.talos.secureboot import (
     PcrSigner,
     SecureBootKeys,
     enrollment_files,
     sign_efi,
 )
 from services.builder.tools import SOURCE_DATE_EPOCH, ToolError
-from services.builder.uki import build_uki, kernel_version, talos_os_release, uki_profiles
 from tests.release import DEFAULT_CACHE, Release
 from tests.release.debs import DebCache, extract_deb
 from tests.release.markers import parse_markers

@@ -15,7 +15,7 @@ from services.builder.errors import (
     KindNotBuilt,
     go_quote,
 )
-from services.builder.paths import (
+from services.builder.talos.paths import (
     Arch,
     AssetKind,
     AssetRequest,
@@ -23,7 +23,7 @@ from services.builder.paths import (
     DiskFormat,
     parse_path,
 )
-from services.builder.platforms import PLATFORMS, BootMethod, get_platform
+from services.builder.talos.platforms import PLATFORMS, BootMethod, get_platform
 
 K = AssetKind
 AMD, ARM = Arch.AMD64, Arch.ARM64

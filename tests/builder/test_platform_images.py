@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from image_service.versions import Version
-from services.builder.disk import plan_layout
-from services.builder.paths import AssetKind, parse_path
-from services.builder.platforms import PLATFORMS
-from services.builder.quirks import quirks_for, select_bootloader
+from services.builder.formats.disk import plan_layout
+from services.builder.talos.paths import AssetKind, parse_path
+from services.builder.talos.platforms import PLATFORMS
+from services.builder.talos.quirks import quirks_for, select_bootloader
 
 # Default disk path suffixes from reference/api.md §8.1 (platforms with a disk image).
 DEFAULT_SUFFIXES = {

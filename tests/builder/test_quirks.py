@@ -10,7 +10,13 @@ import pytest
 from image_service.errors import InvalidInput
 from image_service.versions import Version
 from services.builder.errors import InvalidProfile
-from services.builder.quirks import Bootloader, Compressor, Quirks, quirks_for, select_bootloader
+from services.builder.talos.quirks import (
+    Bootloader,
+    Compressor,
+    Quirks,
+    quirks_for,
+    select_bootloader,
+)
 
 
 def q(version: str | None) -> Quirks:

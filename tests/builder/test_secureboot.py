@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from services.builder.secureboot import (
+from services.builder.formats.uki import build_uki, talos_os_release
+from services.builder.talos.secureboot import (
     MICROSOFT_OWNER_GUID,
     WELL_KNOWN_DB,
     WELL_KNOWN_KEK,
@@ -29,7 +30,6 @@ from services.builder.secureboot import (
     signature_list,
     signature_owner,
 )
-from services.builder.uki import build_uki, talos_os_release
 from tests.release import Release
 from tests.release.markers import parse_markers
 from tests.support.efi import esp_drive, make_esp

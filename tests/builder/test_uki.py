@@ -26,7 +26,7 @@ import pytest
 
 from image_service.versions import Version
 from services.builder.errors import BuildFailed
-from services.builder.pe import (
+from services.builder.formats.pe import (
     AddedSection,
     PeError,
     assemble,
@@ -34,10 +34,7 @@ from services.builder.pe import (
     pe_checksum,
     read_pe,
 )
-from services.builder.quirks import quirks_for
-from services.builder.secureboot import PcrSigner, SecureBootKeys
-from services.builder.tools import SOURCE_DATE_EPOCH
-from services.builder.uki import (
+from services.builder.formats.uki import (
     UkiProfile,
     build_uki,
     kernel_version,
@@ -45,6 +42,9 @@ from services.builder.uki import (
     talos_os_release,
     uki_profiles,
 )
+from services.builder.talos.quirks import quirks_for
+from services.builder.talos.secureboot import PcrSigner, SecureBootKeys
+from services.builder.tools import SOURCE_DATE_EPOCH
 from tests.release import Release
 from tests.release.markers import parse_markers
 from tests.support.efi import esp_drive, make_esp

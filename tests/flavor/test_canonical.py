@@ -10,12 +10,12 @@ import math
 
 import pytest
 
-from services.flavor._keysort import sorted_keys
-from services.flavor._scalars import Style, format_float, string_style
-from services.flavor.canonical import canonical_yaml, emit_mapping, flavor_id
-from services.flavor.decode import decode_flavor
-from services.flavor.errors import InvalidFlavor
-from services.flavor.model import (
+from image_service.flavor._keysort import sorted_keys
+from image_service.flavor._scalars import Style, format_float, string_style
+from image_service.flavor.canonical import canonical_yaml, emit_mapping, flavor_id
+from image_service.flavor.decode import decode_flavor
+from image_service.flavor.errors import InvalidFlavor
+from image_service.flavor.model import (
     Bootloader,
     Customization,
     DiskImage,

@@ -10,11 +10,11 @@ import math
 
 import pytest
 
-import services.flavor._compose as compose
-from services.flavor.canonical import canonical_yaml, flavor_id
-from services.flavor.decode import decode_flavor
-from services.flavor.errors import InvalidFlavor
-from services.flavor.model import (
+import image_service.flavor._compose as compose
+from image_service.flavor.canonical import canonical_yaml, flavor_id
+from image_service.flavor.decode import decode_flavor
+from image_service.flavor.errors import InvalidFlavor
+from image_service.flavor.model import (
     Bootloader,
     Customization,
     Flavor,

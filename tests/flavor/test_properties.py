@@ -28,11 +28,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.flavor._scalars import _SIMPLE, Style, _analyze, format_float, string_style
-from services.flavor.canonical import canonical_yaml, flavor_id
-from services.flavor.decode import decode_flavor
-from services.flavor.errors import InvalidFlavor
-from services.flavor.model import (
+from image_service.flavor._scalars import _SIMPLE, Style, _analyze, format_float, string_style
+from image_service.flavor.canonical import canonical_yaml, flavor_id
+from image_service.flavor.decode import decode_flavor
+from image_service.flavor.errors import InvalidFlavor
+from image_service.flavor.model import (
     Bootloader,
     Customization,
     DiskImage,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.flavor.canonical import canonical_yaml, flavor_id
-from services.flavor.decode import decode_flavor
-from services.flavor.model import (
+from image_service.flavor.canonical import canonical_yaml, flavor_id
+from image_service.flavor.decode import decode_flavor
+from image_service.flavor.model import (
     Bootloader,
     Customization,
     DiskImage,

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.builder.meta_adv import parse_adv
+from services.builder.talos.meta_adv import parse_adv
 from tests.release.markers import parse_markers
 from tests.support.qemu import Firmware, boot
 from tests.support.registry import LocalRegistry
