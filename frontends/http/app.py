@@ -7,8 +7,10 @@ Routes (upstream wording in ``reference/api.md``):
 * ``GET /versions`` → offered versions; ``GET /version/{v}/extensions/official`` and
   ``GET /version/{v}/overlays/official`` → the catalogue lists (JSON arrays)
 * ``GET|HEAD /image/{flavor}/{version}/{path}`` → a built asset (``downloads``)
+* ``GET /builds/{flavor}/{version}/{path}`` → that build's progress as server-sent events
 * ``GET /metrics`` → Prometheus metrics of this process
 * ``GET /secureboot/signing-cert.pem`` → the Secure Boot signing certificate (404 when disabled)
+* ``GET /`` → the web wizard, ``/ui/static/*`` its files (:mod:`frontends.http.ui`)
 * ``GET|HEAD /healthz`` (always 200), ``GET|HEAD /readyz`` (200 once every peer service answers)
 
 Handlers only translate: HTTP in, one gRPC call to a service, HTTP out; failed calls go through
@@ -29,7 +31,9 @@ from starlette.routing import BaseRoute, Route
 
 from frontends.common.errors import rpc_error
 from frontends.common.web import healthz_route, read_body, text_response
+from frontends.http.builds import BuildProgress
 from frontends.http.downloads import Downloads
+from frontends.http.ui.views import Wizard
 from image_service.proto import (
     builder_pb2,
     builder_pb2_grpc,
@@ -74,11 +78,13 @@ class HttpFrontend:
     ) -> None:
         self._channels = (flavor, catalog, builder)
         self._downloads = Downloads(builder)
+        self._progress = BuildProgress(builder)
         self._builder = builder_pb2_grpc.BuilderServiceStub(builder)
         self._metrics = metrics
         self._flavors = flavor_pb2_grpc.FlavorServiceStub(flavor)
         self._catalog = catalog_pb2_grpc.CatalogServiceStub(catalog)
         self._max = max_request_bytes
+        self._wizard = Wizard(flavor=flavor, catalog=catalog, builder=builder)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -95,8 +101,10 @@ class HttpFrontend:
                 self._downloads.image,
                 methods=["GET", "HEAD"],
             ),
+            Route("/builds/{flavor_id}/{version}/{path}", self._progress.stream, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
             Route("/secureboot/signing-cert.pem", self.signing_cert, methods=["GET"]),
+            *self._wizard.routes(),
         ]
 
     async def signing_cert(self, request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 from pathlib import Path
 
 import httpx
@@ -70,9 +71,16 @@ def test_chunked_oversized_body_is_refused(service: ServiceProcess) -> None:
     ],
 )
 def test_unknown_or_malformed_ids(service: ServiceProcess, flavor_id: str) -> None:
-    answer = httpx.get(f"{service.url}/schematics/{flavor_id}")
-    assert answer.status_code == 404
-    assert answer.text in {"schematic not found\n", "404 page not found\n"}
+    # http.client sends the path as written; httpx would resolve "../" before sending it.
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+    try:
+        connection.request("GET", f"/schematics/{flavor_id}")
+        answer = connection.getresponse()
+        status, text = answer.status, answer.read().decode()
+    finally:
+        connection.close()
+    assert status == 404
+    assert text in {"schematic not found\n", "404 page not found\n"}
 
 
 def stored_state(service: ServiceProcess) -> object:
