@@ -77,7 +77,7 @@ def extension_names(service: ServiceProcess, version: str) -> list[str]:
     return sorted(e["name"] for e in answer.json())
 
 
-def final_links_answer(service: ServiceProcess, page: Page, flavor_id: str) -> None:
+def final_links_answer(page: Page, flavor_id: str) -> None:
     hrefs = page.locator("a[href^='/image/']").evaluate_all("els => els.map(e => e.href)")
     assert hrefs
     for href in hrefs:
@@ -129,7 +129,7 @@ def test_metal_with_two_extensions_and_a_kernel_arg(
         final_url = page.url
         text = page.locator("main").inner_text()
         if javascript and viewport == DESKTOP:
-            final_links_answer(service, page, flavor_id)
+            final_links_answer(page, flavor_id)
     # A bookmark: the same URL in a fresh context gives the same page.
     with new_page(browser, javascript=javascript, width=viewport[0], height=viewport[1]) as w:
         w.page.goto(final_url)

@@ -261,7 +261,7 @@ class Wizard:
         self, request: Request, choices: Choices, facts: dict[str, object]
     ) -> dict[str, object]:
         board = facts.get("board")
-        overlay = (board.image, board.name) if board is not None else None  # type: ignore[attr-defined]
+        overlay = (board.image, board.name) if isinstance(board, catalog_pb2.Overlay) else None
         body = document(
             choices,
             overlay=overlay,
